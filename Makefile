@@ -1,0 +1,42 @@
+# mmakit: set-up, the study's main job, and the tests. `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED ?= ../shared
+ME5_DIR ?= $(HOME)/.cache/mmakit/models/me5-small
+PROFILE ?= quick
+NOTEBOOKS ?=
+ifneq ($(wildcard $(SHARED)/data),)
+export MMAKIT_DATA_DIR ?= $(abspath $(SHARED)/data)
+endif
+
+.PHONY: help setup deepsparse model study test
+
+help:
+	@echo "make study   set up, build the offline model, run every notebook on the quick profile"
+	@echo "make test    set up and run the test suite (smoke profile, 1 thread)"
+	@echo "make setup   the main virtual environment only ($(VENV))"
+	@echo "make deepsparse   deepsparse's own environment (.venv-deepsparse)"
+	@echo "variables: PROFILE=$(PROFILE) NOTEBOOKS='03 05' MMAKIT_DATA_DIR=$(MMAKIT_DATA_DIR)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0   # first: the CPU wheel, before anything can pull a CUDA build
+	$(PY) -m pip install -q -e ".[notebooks,test,images]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+deepsparse: setup
+	$(PY) -m mmakit setup-deepsparse
+
+$(ME5_DIR)/model.safetensors: | setup
+	PYTHON=$(PY) $(SHARED)/tools/get-me5-small $(ME5_DIR)
+
+model: $(ME5_DIR)/model.safetensors
+
+study: setup deepsparse model
+	$(PY) -m mmakit run --profile $(PROFILE) $(NOTEBOOKS)
+
+test: setup
+	$(PY) -m pytest -q

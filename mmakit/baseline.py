@@ -1,0 +1,128 @@
+"""The study's starting point for every notebook: data, the cached fine-tuned baseline, and
+scoring against the mls reference, driven by resolved parameters."""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForTokenClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from . import paper
+from .alignment import tokenize_dataset
+from .cache import cache_key, cached_fine_tune
+from .data import load_eval_sets, load_split
+from .evaluation import EvalSuite, LogitsFn, mls, torch_logits
+from .models import count_parameters, load_token_classifier
+from .params import Params
+from .results import make_record, now, read_records, write_record
+from .train import TrainConfig, fine_tune
+
+
+def setup(P: Params) -> None:
+    """Process-wide settings of a run: torch threads."""
+    if P.get("threads"):
+        torch.set_num_threads(int(P.threads))
+
+
+def train_config(P: Params, **overrides: object) -> TrainConfig:
+    """The fine-tuning settings of the profile, with per-call overrides."""
+    cfg = dict(
+        epochs=P.epochs, lr=P.lr, batch_size=P.batch_size, seed=P.seed, weight_decay=P.weight_decay,
+        warmup_ratio=P.warmup_ratio, schedule=P.lr_schedule, freeze_word_embeddings=P.freeze_word_embeddings,
+    )
+    return TrainConfig(**(cfg | overrides))
+
+
+def english_train(P: Params) -> Dataset:
+    return _english_train(P.get("data_dir"), P.get("max_train_samples"))
+
+
+@lru_cache(maxsize=2)
+def _english_train(data_dir: str | None, max_samples: int | None) -> Dataset:
+    return load_split("en", "train", data_dir, max_samples)
+
+
+def eval_suite(P: Params, tokenizer: PreTrainedTokenizerBase) -> EvalSuite:
+    """Every language x evaluation split of the profile, tokenized for `tokenizer`."""
+    sets = load_eval_sets(splits=P.eval_splits, data_dir=P.get("data_dir"), max_samples=P.get("max_eval_samples"))
+    return EvalSuite(sets, tokenizer, P.max_length)
+
+
+def fresh_model(P: Params, name: str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The pre-trained encoder of `name` with a new token-classification head."""
+    spec = P.model_spec(name)
+    return load_token_classifier(spec, english_train(P)["tokens"], seed=P.seed)
+
+
+def fine_tuned(P: Params, name: str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
+    """The fine-tuned baseline of `name`, trained once and then loaded from the cache.
+
+    Returns model, tokenizer and the cache metadata (key, training time and speed).
+    """
+    spec = P.model_spec(name)
+    model, tokenizer = fresh_model(P, name)
+    train = tokenize_dataset(english_train(P), tokenizer, P.max_length)
+    cfg = train_config(P)
+    key = cache_key(spec, train, cfg, P.max_length)
+    folder, meta = cached_fine_tune(key, model, tokenizer, train, cfg, P.get("cache_dir"), desc=f"fine-tune {spec.name}")
+    model = AutoModelForTokenClassification.from_pretrained(folder).eval()
+    return model, AutoTokenizer.from_pretrained(folder), meta | {"checkpoint": str(folder)}
+
+
+def reference_f1(P: Params) -> tuple[str, dict]:
+    """The mls reference named by the `reference` parameter: "paper" (the paper's mlbert row)
+    or the run name of one of our 01_baselines records."""
+    ref = P.get("reference") or "paper"
+    if ref == "paper":
+        return "paper mlbert (table 1)", paper.mlbert_reference()
+    for record in read_records(P.get("results_dir"), "01_baselines"):
+        if record["run"] == ref:
+            return f"01_baselines/{ref}", record["f1"]
+    raise ValueError(f"reference {ref!r} is neither 'paper' nor the run name of a 01_baselines record")
+
+
+def score(P: Params, suite: EvalSuite, logits_fn: LogitsFn) -> dict:
+    """F1 per language and split, per-type detail, and mls against the run's reference."""
+    result = suite.evaluate(logits_fn)
+    ref_name, ref = reference_f1(P)
+    return result | {"mls": mls(result["f1"], ref), "mls_reference": ref_name}
+
+
+def train_speed(P: Params, name: str | None = None) -> dict[str, float]:
+    """Training sentences/s on English train with and without frozen word embeddings.
+
+    A short probe of `speed_probe_steps` optimizer steps each way on a fresh model.
+    """
+    steps = int(P.get("speed_probe_steps") or 0)
+    if steps <= 0:
+        return {}
+    out = {}
+    for frozen in (False, True):
+        model, tokenizer = fresh_model(P, name)
+        n = steps * P.batch_size
+        train = tokenize_dataset(english_train(P).select(range(min(n, len(english_train(P))))), tokenizer, P.max_length)
+        cfg = train_config(P, epochs=1.0, freeze_word_embeddings=frozen)
+        start = time.perf_counter()
+        log = fine_tune(model, train, cfg, tokenizer.pad_token_id, desc=f"speed probe frozen={frozen}")
+        out["frozen" if frozen else "full"] = log.sentences / (time.perf_counter() - start)
+    return out
+
+
+def run_baseline(P: Params, name: str) -> dict:
+    """Fine-tune (or load) baseline `name`, score all evaluation sets, time training, and
+    write its result record under 01_baselines/<name>."""
+    started, t0 = now(), time.perf_counter()
+    model, tokenizer, meta = fine_tuned(P, name)
+    scored = score(P, eval_suite(P, tokenizer), torch_logits(model))
+    record = make_record(
+        notebook=P.notebook, run=name, profile=P.profile, model=P.model_spec(name).source,
+        technique={"method": "fine-tune", "train": meta["train"]}, params=dict(P),
+        f1=scored["f1"], mls=scored["mls"], mls_reference=scored["mls_reference"],
+        per_type={lang: {s: d["per_type"] for s, d in splits.items()} for lang, splits in scored["detail"].items()},
+        sizes=count_parameters(model), training=meta, train_speed=train_speed(P, name),
+        started=started, seconds=time.perf_counter() - t0,
+    )
+    write_record(record, P.get("results_dir"))
+    return record

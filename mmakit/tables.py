@@ -1,0 +1,49 @@
+"""Tables of the study: our runs beside the paper's rows, each row labelled with its source."""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import paper
+
+F1_COLUMNS = ["es_dev", "es_test", "en_dev", "en_test", "nl_dev", "nl_test", "mls_dev", "mls_test"]
+
+
+def record_row(record: dict, label: str | None = None) -> dict:
+    """One record as a flat row in the paper's column order."""
+    row = {"label": label or record["run"], "source": f"ours ({record['profile']})"}
+    for col in F1_COLUMNS:
+        kind, split = col.split("_")
+        value = record["mls"].get(split) if kind == "mls" else record["f1"].get(kind, {}).get(split)
+        row[col] = value
+    return row
+
+
+def side_by_side(records: list[dict], paper_table: str, paper_rows: list[str] | None = None) -> pd.DataFrame:
+    """Our records and the named rows of a paper table, in one frame with a `source` column."""
+    ours = [record_row(r) for r in records]
+    ref = paper.f1_table(paper_table)
+    rows = paper_rows if paper_rows is not None else list(ref.index)
+    theirs = [{"label": name, "source": f"paper ({paper_table})"} | ref.loc[name].to_dict() for name in rows]
+    frame = pd.DataFrame(ours + theirs).set_index(["source", "label"])
+    return frame.reindex(columns=[c for c in F1_COLUMNS if c in frame])
+
+
+def long_f1(records: list[dict]) -> pd.DataFrame:
+    """F1 in long form (label, source, lang, split, f1) for plotting."""
+    rows = [
+        {"label": r["run"], "source": f"ours ({r['profile']})", "lang": lang, "split": split, "f1": v}
+        for r in records for lang, splits in r["f1"].items() for split, v in splits.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def paper_long_f1(paper_table: str, rows: list[str]) -> pd.DataFrame:
+    """A paper F1 table in the same long form as `long_f1`."""
+    ref = paper.f1_table(paper_table)
+    out = []
+    for name in rows:
+        for col, v in ref.loc[name].items():
+            lang, split = col.split("_")
+            if lang != "mls":
+                out.append({"label": f"paper {name}", "source": f"paper ({paper_table})", "lang": lang, "split": split, "f1": v})
+    return pd.DataFrame(out)

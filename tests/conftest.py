@@ -1,0 +1,42 @@
+"""Shared test setup: one torch thread, project fixtures as the default data, results and
+caches in temporary folders, and a session-wide fine-tuned tiny model."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def work_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Cache and results folders for the whole session, kept out of the repository."""
+    base = tmp_path_factory.mktemp("mmakit")
+    dirs = {"cache_dir": base / "cache", "results_dir": base / "results"}
+    os.environ["MMAKIT_CACHE_DIR"] = str(dirs["cache_dir"])
+    os.environ["MMAKIT_RESULTS_DIR"] = str(dirs["results_dir"])
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def smoke(work_dirs: dict[str, Path]):
+    """Resolved smoke-profile parameters (project fixtures unless MMAKIT_DATA_DIR is set)."""
+    from mmakit import params
+
+    return params.resolve({"profile": "smoke", **{k: str(v) for k, v in work_dirs.items()}}, "tests")
+
+
+@pytest.fixture(scope="session")
+def tiny_finetuned(smoke):
+    """(model, tokenizer, cache metadata) of the smoke profile's fine-tuned tiny BERT."""
+    from mmakit import baseline
+
+    return baseline.fine_tuned(smoke)

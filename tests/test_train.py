@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from mmakit import baseline
+from mmakit.alignment import tokenize_dataset
+from mmakit.batching import length_grouped_batches
+from mmakit.train import TrainConfig, TrainHooks, fine_tune, lr_factor
+
+
+def test_lr_linear_decay_and_cyclic_restarts():
+    assert [lr_factor(s, 10, 0, [], "linear") for s in (0, 5, 9)] == pytest.approx([1.0, 0.5, 0.1])
+    cyc = [lr_factor(s, 10, 0, [4], "linear") for s in range(10)]
+    assert cyc[0] == 1.0 and cyc[4] == 1.0 and cyc[3] == pytest.approx(0.25) and cyc[9] == pytest.approx(1 / 6)
+    assert lr_factor(0, 10, 2, [], "linear") == 0.5  # warm-up
+    assert lr_factor(7, 10, 0, [], "constant") == 1.0
+
+
+def test_length_grouped_batches_cover_every_sentence_once():
+    lengths = [i % 37 for i in range(1000)]
+    batches = length_grouped_batches(lengths, 16, seed=1)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(1000))
+    assert batches != length_grouped_batches(lengths, 16, seed=2)
+
+
+def test_bad_train_config_is_rejected():
+    with pytest.raises(ValueError, match="choose from linear, constant"):
+        TrainConfig(schedule="cosine")
+
+
+def _tiny(smoke):
+    model, tok = baseline.fresh_model(smoke)
+    return model, tok, tokenize_dataset(baseline.english_train(smoke), tok)
+
+
+def test_fine_tune_lowers_loss_and_calls_hooks(smoke):
+    model, tok, train = _tiny(smoke)
+    seen = []
+
+    class Count(TrainHooks):
+        def after_step(self, step, model):
+            seen.append(step)
+
+    log = fine_tune(model, train, TrainConfig(epochs=2, lr=2e-3, batch_size=16), tok.pad_token_id, hooks=[Count()])
+    assert seen == list(range(1, log.steps + 1))
+    assert sum(log.losses[-3:]) / 3 < sum(log.losses[:3]) / 3
+
+
+def test_frozen_word_embeddings_stay_unchanged(smoke):
+    model, tok, train = _tiny(smoke)
+    before = model.get_input_embeddings().weight.detach().clone()
+    fine_tune(model, train, TrainConfig(epochs=0.2, freeze_word_embeddings=True), tok.pad_token_id)
+    assert torch.equal(before, model.get_input_embeddings().weight)
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(smoke, tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-3)
+    model, tok, train = _tiny(smoke)
+
+    class Stop(TrainHooks):
+        def after_step(self, step, model):
+            if step == 5:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(model, train, cfg, tok.pad_token_id, hooks=[Stop()], checkpoint_dir=tmp_path, checkpoint_every=4)
+    assert (tmp_path / "progress.pt").exists()
+    steps = []
+
+    class Record(TrainHooks):
+        def after_step(self, step, model):
+            steps.append(step)
+
+    log = fine_tune(model, train, cfg, tok.pad_token_id, hooks=[Record()], checkpoint_dir=tmp_path, checkpoint_every=4)
+    assert steps[0] == 5 and log.steps == steps[-1]  # resumed after step 4, finished the epoch
