@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 deepsparse: setup
-	$(PY) -m mmakit setup-deepsparse
+	-$(PY) -m mmakit setup-deepsparse   # optional: without it, speed tables show onnxruntime only
 
 $(ME5_DIR)/model.safetensors: | setup
 	PYTHON=$(PY) $(SHARED)/tools/get-me5-small $(ME5_DIR)
@@ -38,5 +38,5 @@ model: $(ME5_DIR)/model.safetensors
 study: setup deepsparse model
 	$(PY) -m mmakit run --profile $(PROFILE) $(NOTEBOOKS)
 
-test: setup
+test: setup deepsparse
 	$(PY) -m pytest -q

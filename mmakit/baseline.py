@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from datasets import Dataset
 from transformers import AutoModelForTokenClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from . import paper
+from . import bench, export, paper
 from .alignment import tokenize_dataset
+from .batching import iterate, sorted_batches
 from .cache import cache_key, cached_fine_tune
-from .data import load_eval_sets, load_split
+from .data import load_eval_sets, load_split, sample
 from .evaluation import EvalSuite, LogitsFn, mls, torch_logits
-from .models import count_parameters, load_token_classifier
+from .models import load_token_classifier
 from .params import Params
 from .results import make_record, now, read_records, write_record
 from .train import TrainConfig, fine_tune
@@ -48,6 +50,14 @@ def eval_suite(P: Params, tokenizer: PreTrainedTokenizerBase) -> EvalSuite:
     """Every language x evaluation split of the profile, tokenized for `tokenizer`."""
     sets = load_eval_sets(splits=P.eval_splits, data_dir=P.get("data_dir"), max_samples=P.get("max_eval_samples"))
     return EvalSuite(sets, tokenizer, P.max_length)
+
+
+def curve_suite(P: Params, tokenizer: PreTrainedTokenizerBase) -> EvalSuite:
+    """Dev sets of every language, each a seeded subset of `curve_eval_samples` sentences:
+    the cheap evaluation repeated along a pruning curve (full sets are scored at the end)."""
+    sets = load_eval_sets(splits=("dev",), data_dir=P.get("data_dir"), max_samples=P.get("max_eval_samples"))
+    n = P.get("curve_eval_samples")
+    return EvalSuite({k: sample(ds, n, P.seed) for k, ds in sets.items()}, tokenizer, P.max_length)
 
 
 def fresh_model(P: Params, name: str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -110,18 +120,31 @@ def train_speed(P: Params, name: str | None = None) -> dict[str, float]:
     return out
 
 
+def deployed_speed(P: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, suite: EvalSuite,
+                   folder: str | Path, name: str) -> dict:
+    """Export `model` to folder/model.onnx, check its logits against PyTorch on two real batches,
+    and benchmark it in the run's runtimes: {"throughput", "sizes", "onnx"} for the record."""
+    path = export.export_onnx(model, tokenizer, Path(folder) / "model.onnx")
+    first = next(iter(suite.sets.values())).tokenized
+    batches = list(iterate(first, sorted_batches([len(x) for x in first["input_ids"]], 16)[:2], tokenizer.pad_token_id))
+    return {"throughput": bench.benchmark({name: path}, tokenizer, P), "sizes": export.model_sizes(model, path),
+            "onnx": {"path": str(path), "opset": export.OPSET, "max_abs_diff": export.parity(model, path, batches)}}
+
+
 def run_baseline(P: Params, name: str) -> dict:
-    """Fine-tune (or load) baseline `name`, score all evaluation sets, time training, and
-    write its result record under 01_baselines/<name>."""
+    """Fine-tune (or load) baseline `name`, score all evaluation sets, time training, export it
+    and time it in onnxruntime and deepsparse, and write its result record under 01_baselines/<name>."""
     started, t0 = now(), time.perf_counter()
     model, tokenizer, meta = fine_tuned(P, name)
-    scored = score(P, eval_suite(P, tokenizer), torch_logits(model))
+    suite = eval_suite(P, tokenizer)
+    scored = score(P, suite, torch_logits(model))
+    speed = deployed_speed(P, model, tokenizer, suite, meta["checkpoint"], name)
     record = make_record(
         notebook=P.notebook, run=name, profile=P.profile, model=P.model_spec(name).source,
         technique={"method": "fine-tune", "train": meta["train"]}, params=dict(P),
         f1=scored["f1"], mls=scored["mls"], mls_reference=scored["mls_reference"],
         per_type={lang: {s: d["per_type"] for s, d in splits.items()} for lang, splits in scored["detail"].items()},
-        sizes=count_parameters(model), training=meta, train_speed=train_speed(P, name),
+        training=meta, train_speed=train_speed(P, name), **speed,
         started=started, seconds=time.perf_counter() - t0,
     )
     write_record(record, P.get("results_dir"))

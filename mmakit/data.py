@@ -206,6 +206,11 @@ def load_eval_sets(
     return {(lang, split): load_split(lang, split, data_dir, max_samples) for lang in langs for split in splits}
 
 
+def sample(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    """`n` sentences drawn with `seed` (all of them when n is None or not smaller than the set)."""
+    return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
+
+
 def fingerprint(ds: Dataset) -> str:
     """A content hash of every column of a dataset (raw or tokenized), for cache keys."""
     h = hashlib.sha256()

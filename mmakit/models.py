@@ -4,7 +4,6 @@ profile), so that every code path runs without a download."""
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,10 +69,8 @@ def train_wordpiece(sentences: list[list[str]], vocab_size: int = 2000) -> BertT
     wp = BertWordPieceTokenizer(lowercase=False, strip_accents=False)
     wp.train_from_iterator((" ".join(s) for s in sentences), vocab_size=vocab_size, min_frequency=1)
     vocab = dict(sorted(wp.get_vocab().items(), key=lambda kv: kv[1]))
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_file = Path(tmp) / "vocab.txt"
-        vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-        return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=False, strip_accents=False)
+    # transformers 5 ignores vocab_file= here (every word became [UNK]): pass the vocabulary itself
+    return BertTokenizerFast(vocab=vocab, do_lower_case=False, strip_accents=False)
 
 
 def build_tiny(sentences: list[list[str]], seed: int = 0, **config: int) -> tuple[PreTrainedModel, BertTokenizerFast]:

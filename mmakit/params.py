@@ -29,10 +29,21 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "strategy": ("importance", "uniform"),
     "calibration_method": ("minmax", "entropy", "percentile"),
     "quant_format": ("qoperator", "qdq"),
+    "prune_mode": ("gradual", "one_shot"),
+    "group_size": (1, 4),
 }
-UNIT_INTERVAL = ("sparsity", "initial_sparsity", "warmup_ratio", "hardness")
-POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads")
-LISTS_OF = {"langs": LANGUAGES, "eval_splits": SPLITS, "runtimes": ("onnxruntime", "deepsparse")}
+UNIT_INTERVAL = ("sparsity", "initial_sparsity", "warmup_ratio", "hardness", "ffn_step")
+POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads",
+            "heads_per_iteration", "iterations", "importance_samples", "curve_eval_samples", "bench_every",
+            "bench_group",
+            "calibration_size", "qat_epochs", "qat_lr", "seq_len", "bench_seconds", "bench_rounds", "bench_threads",
+            "pruning_steps", "prune_interval", "num_grads", "grad_batch", "obs_block_size", "obs_damp",
+            "obs_chunk_blocks", "prune_lr")
+POSITIVE_LISTS = ("batches",)
+LISTS_OF = {"langs": LANGUAGES, "eval_splits": SPLITS, "runtimes": ("onnxruntime", "deepsparse"),
+            "quant_methods": ("dynamic", "static", "qat", "data-free"),
+            "quant_exclude": ("attention_scores", "ffn_output"),
+            "one_shot_methods": ("obs", "magnitude", "movement")}
 
 
 class Params(dict):
@@ -76,7 +87,7 @@ def validate(p: Mapping[str, Any]) -> None:
     """Raise ValueError naming the parameter and the valid values for the first bad one."""
     for key, choices in CHOICES.items():
         if p.get(key) is not None and p[key] not in choices:
-            raise ValueError(f"{key}={p[key]!r} is not valid; choose from {', '.join(choices)}")
+            raise ValueError(f"{key}={p[key]!r} is not valid; choose from {', '.join(map(str, choices))}")
     for key in UNIT_INTERVAL:
         v = p.get(key)
         if v is not None and not (0 <= v < 1 or (key == "hardness" and v == 1)):
@@ -85,6 +96,10 @@ def validate(p: Mapping[str, Any]) -> None:
         v = p.get(key)
         if v is not None and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
             raise ValueError(f"{key}={v!r} must be a positive number")
+    for key in POSITIVE_LISTS:
+        bad = [x for x in p.get(key) or () if not (isinstance(x, int) and x > 0)]
+        if bad:
+            raise ValueError(f"{key} has {', '.join(map(str, bad))}; each must be a positive integer")
     for key, allowed in LISTS_OF.items():
         bad = [x for x in p.get(key) or () if x not in allowed]
         if bad:

@@ -37,3 +37,18 @@ def f1_bars(table: pd.DataFrame, title: str) -> go.Figure:
         pattern_shape="source" if "source" in table else None, title=title, range_y=[0, 1],
         labels={"lang": "language", "f1": "entity F1"},
     )
+
+
+def throughput_bars(rows: list[dict], title: str) -> go.Figure:
+    """Grouped bars of items/s per batch size, one colour per runtime and a panel per model,
+    error bars half the interquartile range; `rows` are mmakit.bench rows (failed or
+    unavailable ones left out)."""
+    frame = pd.DataFrame([r for r in rows if r["status"] == "ok"])
+    if frame.empty:
+        return go.Figure(layout={"title": f"{title}: no measurement"})
+    return px.bar(
+        frame.assign(batch=frame.batch.astype(str)), x="batch", y="items_per_s", color="runtime", barmode="group",
+        facet_col="model", error_y=frame.items_per_s * frame.spread / 2, title=title,
+        labels={"batch": "batch size", "items_per_s": f"items/s (seq {frame.seq_len.iloc[0]})"},
+        hover_data=["threads", "spread", "calls"],
+    )

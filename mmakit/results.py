@@ -59,11 +59,14 @@ def git_commit() -> str | None:
 
 def environment(extra: dict | None = None) -> dict:
     """Package versions, CPU, cores, torch threads and git commit of this process."""
+    from . import deepsparse_env  # imports this module
+
     env = {
         "mmakit": _version("mmakit"), "python": platform.python_version(), "torch": torch.__version__,
         "transformers": _version("transformers"), "onnxruntime": _version("onnxruntime"),
         "onnx": _version("onnx"), "seqeval": _version("seqeval"), "cpu": cpu_model(),
         "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "git_commit": git_commit(),
+        "deepsparse": deepsparse_env.version(),  # in its own venv; None where it is not set up
     }
     return env | (extra or {})
 

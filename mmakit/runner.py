@@ -9,6 +9,7 @@ from .results import REPO
 
 NOTEBOOKS_DIR = REPO / "notebooks"
 EXECUTED_DIR = REPO / "outputs" / "notebooks"
+EXPERIMENTS_DIR = REPO / "params" / "experiments"
 
 
 class NotebookFailed(RuntimeError):
@@ -35,26 +36,48 @@ def select(names: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def experiments(name: str) -> dict[str, dict]:
+    """The experiment files of a notebook (params/experiments/<notebook>/*.yaml) by stem."""
+    import yaml
+
+    return {p.stem: yaml.safe_load(p.read_text()) or {} for p in sorted((EXPERIMENTS_DIR / name).glob("*.yaml"))}
+
+
+def jobs(names: list[str], grid: bool) -> list[tuple[str, str | None, dict]]:
+    """(notebook, experiment name, parameters) to run: one per notebook, or one per experiment file."""
+    out: list[tuple[str, str | None, dict]] = []
+    for name in names:
+        grid_files = experiments(name) if grid else {}
+        out += [(name, stem, values) for stem, values in grid_files.items()] or [(name, None, {})]
+    return out
+
+
 def run_notebooks(
     profile: str,
     names: Sequence[str] | None = None,
     parameters: dict | None = None,
     out_dir: str | Path | None = None,
+    grid: bool = False,
 ) -> list[Path]:
-    """Execute each notebook with `profile` (and extra parameters); stop at the first failure."""
+    """Execute each notebook with `profile` (and extra parameters); stop at the first failure.
+
+    With `grid`, a notebook that has experiment files runs once per file (its values under
+    the extra parameters), e.g. the Table 3 grid of 03_obs.
+    """
     import papermill as pm
 
     out = Path(out_dir or EXECUTED_DIR)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    todo = select(names)
-    for i, name in enumerate(todo, 1):
-        target = out / f"{name}.ipynb" if profile == "quick" else out / f"{name}.{Path(profile).stem}.ipynb"
-        print(f"[{i}/{len(todo)}] {name} (profile {profile}) -> {target}", flush=True)
+    todo = jobs(select(names), grid)
+    for i, (name, experiment, values) in enumerate(todo, 1):
+        suffix = "".join(f".{x}" for x in (experiment, None if profile == "quick" else Path(profile).stem) if x)
+        target = out / f"{name}{suffix}.ipynb"
+        print(f"[{i}/{len(todo)}] {name} {experiment or ''} (profile {profile}) -> {target}", flush=True)
         start = time.perf_counter()
         try:
             pm.execute_notebook(
-                NOTEBOOKS_DIR / f"{name}.ipynb", target, parameters={"profile": profile, **(parameters or {})},
+                NOTEBOOKS_DIR / f"{name}.ipynb", target, parameters={"profile": profile, **values, **(parameters or {})},
                 cwd=str(NOTEBOOKS_DIR), progress_bar=True,
             )
         except pm.PapermillExecutionError as exc:

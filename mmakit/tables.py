@@ -47,3 +47,33 @@ def paper_long_f1(paper_table: str, rows: list[str]) -> pd.DataFrame:
             if lang != "mls":
                 out.append({"label": f"paper {name}", "source": f"paper ({paper_table})", "lang": lang, "split": split, "f1": v})
     return pd.DataFrame(out)
+
+
+def throughput_wide(rows: list[dict]) -> pd.DataFrame:
+    """Benchmark rows (mmakit.bench) as items/s per model x runtime, a column per batch size,
+    plus speedup columns where the rows have them and the reason of any failed measurement."""
+    frame = pd.DataFrame(rows)
+    index = ["model", "runtime"]
+    wide = frame.pivot_table(index=index, columns="batch", values="items_per_s", aggfunc="first", dropna=False)
+    wide.columns = [f"b{b} items/s" for b in wide.columns]
+    if "speedup" in frame:
+        ratios = frame.pivot_table(index=index, columns="batch", values="speedup", aggfunc="first", dropna=False)
+        wide = wide.join(ratios.set_axis([f"b{b} speedup" for b in ratios.columns], axis=1))
+    notes = frame[frame.status != "ok"].groupby(index)["error"].first()
+    wide["note"] = notes.reindex(wide.index).fillna("").str.slice(0, 160)
+    return wide.reindex(pd.MultiIndex.from_frame(frame[index].drop_duplicates()))
+
+
+def baseline_throughput_vs_paper(records: list[dict], batch: int = 4) -> pd.DataFrame:
+    """Table 2: items/s of our baselines at `batch` in each runtime, with deepsparse over
+    onnxruntime, beside the paper's base model (i7-11800H, 8 cores: compare the ratio)."""
+    rows = []
+    for r in records:
+        rates = {t["runtime"]: t["items_per_s"] for t in r.get("throughput", []) if t["batch"] == batch}
+        rows.append({"source": f"ours ({r['profile']})", "model": r["run"], **rates})
+    for model, rates in paper.tables()["table2_baseline_throughput"].items():
+        rows.append({"source": f"paper ({paper.tables()['cpu']})", "model": model, **rates})
+    frame = pd.DataFrame(rows).set_index(["source", "model"])
+    if {"deepsparse", "onnxruntime"} <= set(frame):
+        frame["deepsparse / onnxruntime"] = frame["deepsparse"] / frame["onnxruntime"]
+    return frame

@@ -1,0 +1,77 @@
+"""The paper's Figures 1/2 (F1 per language vs fraction of heads removed) and 6-9 (throughput
+vs heads removed, one line per batch size, one figure per runtime) drawn from a 02_heads
+record, with the paper's observation marked as a note, never as data."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from .. import paper
+
+# Where the paper (mlbert) saw F1 start to fall, as its figure descriptions state it.
+PAPER_FALL = {"importance": ("fig1", 0.5), "uniform": ("fig2", 0.3)}
+THROUGHPUT_FIGURE = {("importance", "onnxruntime"): "fig6", ("importance", "deepsparse"): "fig7",
+                     ("uniform", "onnxruntime"): "fig8", ("uniform", "deepsparse"): "fig9"}
+STRATEGY_LABEL = {"importance": "importance-based (Michel et al.)", "uniform": "uniform per layer (TextPruner style)"}
+
+
+def _strategy(record: dict) -> str:
+    return record["technique"]["strategy"]
+
+
+def curve_frame(record: dict) -> pd.DataFrame:
+    """The record's curve in long form: iteration, heads_removed, fraction_removed, lang, f1, drop."""
+    rows = [
+        {"iteration": p["iteration"], "heads_removed": p["heads_removed"], "fraction_removed": p["fraction_removed"],
+         "lang": lang, "f1": f1}
+        for p in record["curve"] for lang, f1 in p["f1"].items()
+    ]
+    frame = pd.DataFrame(rows)
+    start = frame[frame.iteration == 0].set_index("lang")["f1"]
+    return frame.assign(drop=frame["lang"].map(start) - frame["f1"])
+
+
+def f1_curve(record: dict) -> go.Figure:
+    """Figure 1 (importance) or 2 (uniform): dev F1 per language against the fraction of heads removed."""
+    strategy = _strategy(record)
+    fig_id, fall = PAPER_FALL[strategy]
+    fig = px.line(
+        curve_frame(record), x="fraction_removed", y="f1", color="lang", markers=True, range_y=[0, 1],
+        hover_data=["iteration", "heads_removed"],
+        title=f"{fig_id}: {STRATEGY_LABEL[strategy]} · {record['run']} ({record['profile']} profile, dev subset)",
+        labels={"fraction_removed": "fraction of attention heads removed", "f1": "entity F1 (dev)", "lang": "language"},
+    )
+    fig.add_vline(x=fall, line_dash="dot", line_color="grey",
+                  annotation_text=f"paper ({fig_id}, mlbert): F1 starts falling near {fall:.0%}",
+                  annotation_position="top right")
+    return fig
+
+
+def throughput_frame(record: dict, runtime: str) -> pd.DataFrame:
+    """Measured throughput rows of one runtime (failed or skipped measurements left out)."""
+    rows = pd.DataFrame(record["throughput"])
+    if rows.empty:
+        return rows
+    return rows[(rows.runtime == runtime) & (rows.status == "ok")].sort_values(["batch", "heads_removed"])
+
+
+def throughput_curve(record: dict, runtime: str) -> go.Figure:
+    """Figures 6-9: items/s against heads removed in one runtime, a line per batch size."""
+    strategy = _strategy(record)
+    fig_id = THROUGHPUT_FIGURE[(strategy, runtime)]
+    frame = throughput_frame(record, runtime)
+    title = f"{fig_id}: {runtime}, {STRATEGY_LABEL[strategy]} · {record['run']} ({record['profile']} profile)"
+    if frame.empty:
+        return go.Figure(layout={"title": f"{title}: no measurement (runtime unavailable)"})
+    # the unpruned graph is timed in every benchmark run: plot the mean of its runs
+    mean = frame.groupby(["batch", "iteration", "heads_removed", "fraction_removed"], as_index=False).items_per_s.mean()
+    fig = px.line(
+        mean.assign(batch=mean.batch.astype(str)), x="heads_removed", y="items_per_s", color="batch", markers=True,
+        hover_data=["iteration", "fraction_removed"], title=title,
+        labels={"heads_removed": "attention heads removed", "items_per_s": "items/s (seq 128)", "batch": "batch"},
+    )
+    fig.add_annotation(text=f"paper {fig_id}: {paper.tables()['figures'][fig_id]}", xref="paper", yref="paper",
+                       x=0, y=-0.22, showarrow=False, align="left", font={"size": 10})
+    fig.update_layout(margin={"b": 110})
+    return fig

@@ -1,0 +1,101 @@
+"""Block-diagonal inverse of the dampened empirical Fisher, F = damp I + (1/m) sum_i g_i g_i^T,
+built from m gradients by Sherman-Morrison updates (no matrix inversion), as oBERT does.
+
+Blocks are B consecutive weights of one flattened tensor (the last block of a tensor is
+zero-padded; blocks never span tensors), stored as one (blocks, B, B) tensor: O(B d) memory.
+Gradients are buffered in groups of `buffer`; each chunk of `chunk_blocks` blocks then takes
+the group's Sherman-Morrison steps in one pass, keeping the rank-1 factors:
+    u_i = F_0^-1 g_i - sum_{j<i} u_j (u_j . g_i) / d_j,   d_i = m + g_i . u_i,
+    F_k^-1 = F_0^-1 - sum_i u_i u_i^T / d_i,
+which is the per-gradient recursion F_i^-1 = F_{i-1}^-1 - (F_{i-1}^-1 g)(F_{i-1}^-1 g)^T / (m + g^T F_{i-1}^-1 g)
+written so the (B, B) blocks are read and written once per group instead of once per gradient.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+
+class BlockFisherInverse:
+    """The inverse of the dampened block-diagonal empirical Fisher over a list of tensors."""
+
+    def __init__(self, sizes: Sequence[int], block_size: int, damp: float, num_grads: int,
+                 chunk_blocks: int = 2048, buffer: int = 8, dtype: torch.dtype = torch.float32):
+        if block_size < 1 or damp <= 0 or num_grads < 1 or chunk_blocks < 1 or buffer < 1:
+            raise ValueError("block_size, damp, num_grads, chunk_blocks and buffer must be positive")
+        self.sizes = list(sizes)
+        self.block_size = block_size
+        self.num_grads = num_grads
+        self.chunk_blocks = chunk_blocks
+        counts = [math.ceil(n / block_size) for n in self.sizes]
+        self.block_offsets = [sum(counts[:i]) for i in range(len(counts))]
+        self.n_blocks = sum(counts)
+        self.inv = torch.eye(block_size, dtype=dtype).div_(damp).expand(self.n_blocks, -1, -1).clone()
+        self.seen = 0
+        self._pending = 0  # gradients written to self._grads but not yet applied
+        self._grads = torch.empty(min(buffer, num_grads), self.n_blocks, block_size, dtype=dtype)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored inverse blocks and the gradient buffer."""
+        return (self.inv.numel() + self._grads.numel()) * self.inv.element_size()
+
+    def to_blocks(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Flattened tensors laid out as zero-padded (blocks, B) rows."""
+        out = torch.zeros(self.n_blocks * self.block_size, dtype=self.inv.dtype)
+        for t, n, off in zip(tensors, self.sizes, self.block_offsets):
+            out[off * self.block_size : off * self.block_size + n] = t.reshape(-1)
+        return out.view(self.n_blocks, self.block_size)
+
+    def from_blocks(self, blocks: torch.Tensor, unit: int = 1) -> list[torch.Tensor]:
+        """Per-tensor flat values back from a (blocks, B / unit) layout, padding dropped."""
+        flat = blocks.reshape(-1)
+        per_block = self.block_size // unit
+        return [flat[off * per_block : off * per_block + n // unit] for n, off in zip(self.sizes, self.block_offsets)]
+
+    def add(self, grads: Sequence[torch.Tensor]) -> None:
+        """Take one gradient (one tensor per pruned weight, already masked)."""
+        if self.seen >= self.num_grads:
+            raise ValueError(f"the Fisher was declared with m = {self.num_grads} gradients")
+        self._grads[self._pending] = self.to_blocks(grads)
+        self._pending += 1
+        self.seen += 1
+        if self._pending == self._grads.shape[0] or self.seen == self.num_grads:
+            self._flush()
+
+    def _flush(self) -> None:
+        k, self._pending = self._pending, 0
+        for start in range(0, self.n_blocks, self.chunk_blocks):
+            inv = self.inv[start : start + self.chunk_blocks]
+            g = self._grads[:k, start : start + self.chunk_blocks].transpose(0, 1).contiguous()  # (c, k, B)
+            u = torch.bmm(inv, g.transpose(1, 2))  # (c, B, k): F_0^-1 g_i
+            scaled = torch.empty_like(u)  # u_i / d_i
+            for i in range(k):
+                if i:
+                    dots = torch.bmm(g[:, i : i + 1], u[:, :, :i])  # (c, 1, i): g_i . u_j
+                    u[:, :, i] -= torch.bmm(scaled[:, :, :i], dots.transpose(1, 2)).squeeze(2)
+                denom = self.num_grads + (g[:, i] * u[:, :, i]).sum(1)
+                scaled[:, :, i] = u[:, :, i] / denom.unsqueeze(1)
+            inv.baddbmm_(u, scaled.transpose(1, 2), alpha=-1)
+
+    def check_complete(self) -> None:
+        if self.seen != self.num_grads:
+            raise ValueError(f"the Fisher has {self.seen} of its m = {self.num_grads} gradients")
+
+    def diagonal_blocks(self, group: int = 1) -> torch.Tensor:
+        """The (group, group) diagonal sub-blocks of every block: shape (blocks, B / group, group, group)."""
+        if self.block_size % group:
+            raise ValueError(f"block size {self.block_size} is not a multiple of the group size {group}")
+        q = self.block_size // group
+        view = self.inv.view(self.n_blocks, q, group, q, group)
+        return view.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """F^-1 v for v in the (blocks, B) layout, computed chunk by chunk."""
+        out = torch.empty_like(v)
+        for start in range(0, self.n_blocks, self.chunk_blocks):
+            stop = start + self.chunk_blocks
+            out[start:stop] = torch.bmm(self.inv[start:stop], v[start:stop].unsqueeze(2)).squeeze(2)
+        return out

@@ -1,0 +1,295 @@
+"""Unstructured pruning: schedules, exact global sparsity, fixed masks, the Sherman-Morrison
+Fisher inverse, OBS against magnitude, 4-block pruning, scope and the distillation loss."""
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mmakit import baseline
+from mmakit.alignment import IGNORE, tokenize_dataset
+from mmakit.kd import kd_loss
+from mmakit.pruning import (BlockFisherInverse, Masks, PruningConfig, PruningPlan, gradual_prune, make_pruner,
+                            obs_prune, one_shot, prunable_weights, sparsity_schedule)
+from mmakit.pruning.magnitude import MagnitudePruner
+from mmakit.pruning.schedule import epochs_for_steps
+from mmakit.train import TrainConfig, total_steps
+
+SMALL_OBS = dict(num_grads=16, grad_batch=4, obs_block_size=16)
+
+
+@pytest.fixture(scope="module")
+def tiny(smoke, tiny_finetuned):
+    model, tokenizer, _ = tiny_finetuned
+    train = tokenize_dataset(baseline.english_train(smoke), tokenizer, smoke.max_length)
+    return model, tokenizer, train
+
+
+def scope_zeros(model: nn.Module) -> int:
+    return sum(int((w == 0).sum()) for w in prunable_weights(model).values())
+
+
+def mean_loss(model: nn.Module, train, pad_id: int, n_batches: int = 8) -> float:
+    from mmakit.batching import iterate
+    from mmakit.pruning.gradients import sample_batches
+
+    model.eval()
+    with torch.no_grad():
+        batches = sample_batches([len(x) for x in train["input_ids"]], n_batches, 16, 7)
+        return sum(float(model(**b).loss) for b in iterate(train, batches, pad_id)) / n_batches
+
+
+# --- schedule ---------------------------------------------------------------------------------
+
+def test_cubic_and_linear_schedules_follow_the_formulas():
+    cubic = sparsity_schedule(0.7, 0.9, 4, "cubic")
+    linear = sparsity_schedule(0.7, 0.9, 4, "linear")
+    assert cubic == pytest.approx([0.7, 0.9 - 0.2 * (2 / 3) ** 3, 0.9 - 0.2 * (1 / 3) ** 3, 0.9])
+    assert linear == pytest.approx([0.7, 0.7 + 0.2 / 3, 0.7 + 0.4 / 3, 0.9])
+    assert sparsity_schedule(0.3, 0.8, 1, "cubic") == [0.8]
+    assert all(c >= lin for c, lin in zip(cubic, linear))  # cubic prunes early, linear late
+
+
+def test_plan_places_pruning_steps_and_lr_restarts():
+    plan = PruningPlan(warmup_steps=5, interval=3, events=4, final_steps=7)
+    assert plan.event_steps == [5, 8, 11, 14]
+    assert plan.total_steps == 21
+    assert plan.restarts == [5, 8, 11, 14]
+    assert PruningPlan(0, 3, 2, 4).restarts == [3]  # step 0 is the start of the first cycle anyway
+    for steps in (1, 7, 100, 439, 1234):
+        for n in (50, 300, 14041):
+            cfg = TrainConfig(epochs=epochs_for_steps(steps, n, 16), batch_size=16)
+            assert total_steps(n, cfg) == steps
+
+
+def test_bad_configurations_fail_with_their_reason():
+    with pytest.raises(ValueError, match="initial_sparsity"):
+        PruningConfig(sparsity=0.5, initial_sparsity=0.7)
+    with pytest.raises(ValueError, match="method"):
+        PruningConfig(method="random")
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        PruningConfig(group_size=4, obs_block_size=50)
+
+
+# --- scope and masks --------------------------------------------------------------------------
+
+def test_scope_is_the_encoders_linear_weights_only(tiny):
+    model = tiny[0]
+    names = list(prunable_weights(model))
+    assert len(names) == 2 * 6
+    assert all(".encoder.layer." in n for n in names)
+    assert not any("classifier" in n or "embeddings" in n or "pooler" in n for n in names)
+
+
+@pytest.mark.parametrize("method", ["magnitude", "movement", "obs"])
+def test_gradual_pruning_reaches_the_exact_global_sparsity(tiny, smoke, method):
+    model, tokenizer, train = tiny
+    model = copy.deepcopy(model)
+    cfg = PruningConfig(method=method, sparsity=0.8, initial_sparsity=0.5, pruning_steps=3, prune_interval=2,
+                        final_steps=2, **SMALL_OBS)
+    log = gradual_prune(model, train, tokenizer.pad_token_id, baseline.train_config(smoke), cfg)
+    total = sum(w.numel() for w in prunable_weights(model).values())
+    assert log.sparsity["pruned"] == round(0.8 * total)
+    assert scope_zeros(model) == round(0.8 * total)
+    assert [s["sparsity"] for s in log.steps] == pytest.approx(cfg.targets, abs=1 / total)
+    assert log.training["steps"] == cfg.plan.total_steps
+
+
+def test_warmup_then_pruning_with_distillation_from_the_dense_model(tiny, smoke):
+    model, tokenizer, train = tiny
+    student = copy.deepcopy(model)
+    cfg = PruningConfig(method="magnitude", sparsity=0.6, initial_sparsity=0.4, pruning_steps=2, warmup_steps=2,
+                        prune_interval=3, final_steps=1)
+    log = gradual_prune(student, train, tokenizer.pad_token_id, baseline.train_config(smoke), cfg, teacher=model,
+                        temperature=2.0, hardness=0.5, curve_fn=lambda m: {"en": 0.0})
+    assert [(p["step"], p["phase"]) for p in log.curve] == [(2, "before"), (2, "after"), (5, "before"), (5, "after"), (6, "end")]
+    assert log.training["steps"] == 6 and log.training["train"]["restarts"] == [2, 5]
+    assert scope_zeros(student) == log.sparsity["pruned"] and scope_zeros(model) == 0  # the teacher stays dense
+
+
+def test_masks_stay_fixed_while_fine_tuning(tiny, smoke):
+    model, tokenizer, train = tiny
+    model = copy.deepcopy(model)
+    snapshots = {}
+
+    def snapshot(m):
+        snapshots[len(snapshots)] = {n: w.detach().clone() for n, w in prunable_weights(m).items()}
+        return {}
+
+    cfg = PruningConfig(method="magnitude", sparsity=0.7, initial_sparsity=0.5, pruning_steps=2, prune_interval=3,
+                        final_steps=6)
+    gradual_prune(model, train, tokenizer.pad_token_id, baseline.train_config(smoke), cfg, curve_fn=snapshot)
+    after_last_pruning, end = snapshots[3], snapshots[4]  # before/after step 0, before/after step 3, end
+    for name, w in end.items():
+        assert torch.equal(w == 0, after_last_pruning[name] == 0), name
+    assert any(not torch.equal(end[n], after_last_pruning[n]) for n in end)  # the kept weights did train
+
+
+def test_select_never_revives_and_counts_exactly():
+    w = nn.Parameter(torch.arange(1.0, 41.0).reshape(4, 10))
+    masks = Masks({"w": w})
+    masks.select({"w": w.detach().reshape(-1)}, 0.25)
+    assert masks.pruned() == 10 and bool((~masks.keep["w"]).reshape(-1)[:10].all())
+    masks.select({"w": -w.detach().reshape(-1)}, 0.5)  # scores reversed: the first ten stay pruned
+    assert masks.pruned() == 20 and bool((~masks.keep["w"]).reshape(-1)[:10].all())
+    with pytest.raises(ValueError, match="below"):
+        masks.select({"w": w.detach().reshape(-1)}, 0.1)
+
+
+# --- Fisher inverse ---------------------------------------------------------------------------
+
+def test_sherman_morrison_inverse_equals_the_explicit_inverse_of_the_dampened_block_fisher():
+    torch.manual_seed(0)
+    sizes, B, m, damp = [10, 7], 4, 6, 0.1
+    grads = [[torch.randn(n, dtype=torch.float64) for n in sizes] for _ in range(m)]
+    fisher = BlockFisherInverse(sizes, B, damp, m, chunk_blocks=2, buffer=4, dtype=torch.float64)
+    for g in grads:
+        fisher.add(g)
+    fisher.check_complete()
+    assert fisher.n_blocks == math.ceil(10 / 4) + math.ceil(7 / 4)
+    G = torch.stack([fisher.to_blocks(g) for g in grads])  # (m, blocks, B), zero-padded per tensor
+    for b in range(fisher.n_blocks):
+        F = damp * torch.eye(B, dtype=torch.float64) + G[:, b].T @ G[:, b] / m
+        torch.testing.assert_close(fisher.inv[b], torch.linalg.inv(F), rtol=1e-9, atol=1e-9)
+
+
+def test_fisher_refuses_more_or_fewer_gradients_than_declared():
+    fisher = BlockFisherInverse([8], 4, 1e-3, 2)
+    fisher.add([torch.ones(8)])
+    with pytest.raises(ValueError, match="1 of its m = 2"):
+        fisher.check_complete()
+    fisher.add([torch.ones(8)])
+    with pytest.raises(ValueError, match="m = 2"):
+        fisher.add([torch.ones(8)])
+
+
+# --- OBS against magnitude --------------------------------------------------------------------
+
+def test_obs_beats_magnitude_one_shot_on_a_least_squares_problem():
+    """Features on very different scales: |w| says little about a weight's effect on the loss."""
+    torch.manual_seed(0)
+    n, d = 512, 32
+    scales = torch.logspace(-1, 1, d)
+    mix = torch.eye(d) + 0.3 * torch.randn(d, d) / math.sqrt(d)
+    X = torch.randn(n, d) @ mix * scales
+    w_true = torch.randn(d)
+    y = X @ w_true + 0.5 * torch.randn(n)
+    w_star = torch.linalg.lstsq(X, y.unsqueeze(1)).solution.squeeze(1)
+
+    def loss(w: torch.Tensor) -> float:
+        return float(((X @ w - y) ** 2).mean())
+
+    for sparsity in (0.5, 0.7):
+        w_obs, w_mag = nn.Parameter(w_star.clone()), nn.Parameter(w_star.clone())
+        obs_masks, mag_masks = Masks({"w": w_obs}), Masks({"w": w_mag})
+        fisher = BlockFisherInverse([d], d, 1e-6, n, dtype=torch.float64)
+        for x_i, y_i in zip(X, y):
+            fisher.add([2 * (x_i @ w_star - y_i) * x_i])
+        obs_prune(fisher, obs_masks, sparsity)
+        MagnitudePruner().prune(None, mag_masks, sparsity, 0)
+        assert obs_masks.pruned() == mag_masks.pruned() == round(sparsity * d)
+        assert loss(w_obs.detach()) < 0.5 * loss(w_mag.detach()), sparsity
+
+
+def test_obs_beats_magnitude_one_shot_on_the_fine_tuned_tiny_model(tiny, smoke):
+    model, tokenizer, train = tiny
+    pad = tokenizer.pad_token_id
+    cfg = PruningConfig(method="obs", num_grads=64, grad_batch=8, obs_block_size=16)
+    for sparsity in (0.5, 0.7):
+        by_obs, by_magnitude = copy.deepcopy(model), copy.deepcopy(model)
+        one_shot(by_obs, make_pruner(cfg, train, pad, 0), sparsity, cfg.scope)
+        one_shot(by_magnitude, MagnitudePruner(), sparsity, cfg.scope)
+        assert scope_zeros(by_obs) == scope_zeros(by_magnitude)
+        assert mean_loss(by_obs, train, pad) < mean_loss(by_magnitude, train, pad), sparsity
+
+
+@pytest.mark.parametrize("group", [1, 4])
+def test_obs_picks_the_cheapest_group_and_lands_on_the_constrained_minimum(group):
+    """With a Fisher equal to a known Hessian H, pruning one group Q must choose the Q whose
+    removal raises (w - w*)^T H (w - w*) least, and move the other weights to the minimum
+    of that quadratic with w_Q = 0 (solved here directly, without OBS's formulas)."""
+    torch.manual_seed(1)
+    d = 16
+    A = torch.randn(d, d, dtype=torch.float64)
+    H = A @ A.T / d + 0.1 * torch.eye(d, dtype=torch.float64)
+    w_star = torch.randn(d, dtype=torch.float64)
+    G = math.sqrt(d) * torch.linalg.cholesky(H).T  # rows g_i with (1/m) sum g_i g_i^T = H, m = d
+    fisher = BlockFisherInverse([d], d, 1e-10, d, dtype=torch.float64)
+    for g in G:
+        fisher.add([g])
+    w = nn.Parameter(w_star.clone())
+    obs_prune(fisher, Masks({"w": w}, group), group / d)
+
+    def constrained_minimum(pruned: list[int]) -> tuple[torch.Tensor, float]:
+        free = [i for i in range(d) if i not in pruned]
+        best = w_star.clone()
+        best[pruned] = 0
+        best[free] = w_star[free] + torch.linalg.solve(H[free][:, free], H[free][:, pruned] @ w_star[pruned])
+        delta = best - w_star
+        return best, float(delta @ H @ delta)
+
+    candidates = [list(range(q, q + group)) for q in range(0, d, group)]
+    cheapest = min(candidates, key=lambda Q: constrained_minimum(Q)[1])
+    assert (w.detach() == 0).nonzero().squeeze(1).tolist() == cheapest
+    torch.testing.assert_close(w.detach(), constrained_minimum(cheapest)[0], rtol=1e-6, atol=1e-6)
+
+
+def test_obs_update_keeps_weights_in_place_outside_the_pruned_blocks():
+    """With gradients only on the first block, the second block's Fisher is damp*I: no cross-talk."""
+    w = nn.Parameter(torch.tensor([1.0, 2.0, 3.0, 4.0, 0.1, 5.0, 6.0, 7.0]))
+    masks = Masks({"w": w})
+    fisher = BlockFisherInverse([8], 4, 1e-2, 2)
+    for g in ([1.0, 1.0, 0.0, 0.0, 0, 0, 0, 0], [1.0, -1.0, 1.0, 0.0, 0, 0, 0, 0]):
+        fisher.add([torch.tensor(g)])
+    obs_prune(fisher, masks, 1 / 8)
+    assert w[4] == 0 and torch.equal(w[5:].detach(), torch.tensor([5.0, 6.0, 7.0]))
+
+
+# --- 4-block pruning --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["obs", "magnitude"])
+def test_four_block_pruning_zeros_whole_blocks(tiny, smoke, method):
+    model, tokenizer, train = tiny
+    model = copy.deepcopy(model)
+    cfg = PruningConfig(method=method, sparsity=0.75, initial_sparsity=0.5, pruning_steps=2, prune_interval=2,
+                        final_steps=2, group_size=4, **SMALL_OBS)
+    gradual_prune(model, train, tokenizer.pad_token_id, baseline.train_config(smoke), cfg)
+    total = 0
+    for w in prunable_weights(model).values():
+        zero = (w == 0).reshape(-1, 4)
+        assert bool((zero.all(1) | ~zero.any(1)).all())  # every block all zero or all non-zero
+        total += w.numel()
+    assert scope_zeros(model) == 4 * round(0.75 * total / 4)
+
+
+# --- distillation loss ------------------------------------------------------------------------
+
+def test_kd_loss_mixes_cross_entropy_and_soft_targets():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5, 9), torch.randn(2, 5, 9)
+    labels = torch.tensor([[1, IGNORE, 0, 3, IGNORE], [2, 2, IGNORE, 8, 0]])
+    keep = labels != IGNORE
+    ce = torch.nn.functional.cross_entropy(student[keep], labels[keep])
+    torch.testing.assert_close(kd_loss(student, teacher, labels, 2.0, 0.0), ce)
+    assert float(kd_loss(student, student, labels, 2.0, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kd_loss(student, teacher, labels, 2.0, 1.0)) > 0
+
+
+# --- experiment files -------------------------------------------------------------------------
+
+def test_every_03_experiment_file_resolves_to_a_valid_run():
+    import yaml
+
+    from mmakit import params
+    from mmakit.pruning import study
+
+    files = sorted((params.PARAMS_DIR / "experiments" / "03_obs").glob("*.yaml"))
+    assert len(files) >= 8
+    names = set()
+    for path in files:
+        P = params.resolve({"profile": "quick", "data_dir": None, **yaml.safe_load(path.read_text())}, "03_obs")
+        if P.prune_mode == "gradual":
+            study.pruning_config(P)
+            names.add(study.run_name(P))
+    assert len(names) == len(files) - 1  # one record name per gradual run, no clashes

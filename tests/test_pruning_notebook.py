@@ -1,0 +1,28 @@
+"""03_obs executed by papermill on the smoke profile, in both modes, its records read back."""
+import pytest
+
+from mmakit import results, runner
+
+
+@pytest.mark.notebook
+def test_03_obs_gradual_and_one_shot_records(work_dirs, tmp_path):
+    dirs = {k: str(v) for k, v in work_dirs.items()}
+    runner.run_notebooks("smoke", ["03_obs"], dirs | {"method": "obs", "sparsity": 0.8, "run_name": "nb-obs-80"},
+                         out_dir=tmp_path)
+    runner.run_notebooks("smoke", ["03_obs"], dirs | {"prune_mode": "one_shot", "run_name": "nb"}, out_dir=tmp_path)
+    records = {r["run"]: r for r in results.read_records(work_dirs["results_dir"], "03_obs")}
+
+    r = records["nb-obs-80"]
+    assert r["technique"] | {"method": "obs", "sparsity": 0.8, "mode": "gradual"} == r["technique"]
+    assert r["sparsity"]["pruned"] == round(0.8 * r["sparsity"]["total"])
+    assert r["onnx_zeros"]["pruned"] >= r["sparsity"]["pruned"]  # the zeros survive export
+    assert len(r["curve"]) == 2 * r["params"]["pruning_steps"] + 1
+    assert {p["phase"] for p in r["curve"]} == {"before", "after", "end"}
+    assert set(r["f1"]) == {"en", "es", "nl"} and set(r["f1"]["es"]) == {"dev", "test"}
+    assert all(s["seconds"] >= 0 and s["peak_rss_mb"] > 0 for s in r["pruning_steps"])
+    rows = {(t["model"], t["runtime"], t["batch"]) for t in r["throughput"]}
+    assert {("dense", "onnxruntime", 1), ("pruned", "onnxruntime", 1)} <= rows
+
+    shots = [records[f"nb-oneshot-{m}-{s}"] for m in ("obs", "magnitude") for s in (50, 70)]
+    assert all(s["technique"]["mode"] == "one_shot" and s["loss"] > 0 for s in shots)
+    assert [round(s["sparsity"]["global"], 3) for s in shots] == [0.5, 0.7, 0.5, 0.7]
