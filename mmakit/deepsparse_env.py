@@ -144,13 +144,13 @@ class DeepSparseWorker:
     """
 
     def __init__(self, model: str | Path, inputs: Mapping[str, np.ndarray], batches: Sequence[int], seq_len: int,
-                 threads: int | None = None, timeout: float = 900, python: str | Path | None = None):
+                 threads: int | None = None, timeout: float = 900):
         self.timeout = timeout
         self.stderr = tempfile.TemporaryFile("w+")
         self.folder = tempfile.mkdtemp(prefix="mmakit-deepsparse-")  # ours to remove: a crashed worker cannot
         env = os.environ | {"NM_DISABLE_ANALYTICS": "1", "PYTHONNOUSERSITE": "1"}
         env.pop("PYTHONPATH", None)
-        self.process = subprocess.Popen([str(python or venv_python()), str(WORKER)], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([str(venv_python()), str(WORKER)], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env)
         setup = {"model": str(Path(model).resolve()), "batches": list(batches), "seq_len": seq_len, "threads": threads,
                  "folder": self.folder, "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}}

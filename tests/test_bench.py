@@ -173,3 +173,18 @@ def test_worker_strips_opset_domains_no_node_uses():
                                                     helper.make_opsetid("com.microsoft", 1)])
     deepsparse_worker.strip_unused_domains(model)
     assert [o.domain for o in model.opset_import] == ["", "com.microsoft"]
+
+
+def test_sparse_speedup_script_checks_the_issue_targets():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sparse_speedup.py"
+    spec = importlib.util.spec_from_file_location("sparse_speedup", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rates = {("dense", "onnxruntime"): 8.0, ("dense", "deepsparse"): 7.0, ("sparse", "deepsparse"): 25.0}
+    rows = [{"model": m, "runtime": rt, "batch": 4, "items_per_s": v} for (m, rt), v in rates.items()]
+    checks = {c["check"].split(" /")[0]: c for c in script.verdicts(rows)}
+    assert checks["sparse deepsparse"]["ratio"] == 3.12 and checks["sparse deepsparse"]["pass"] is True
+    assert checks["dense deepsparse"]["ratio"] == 0.88 and checks["dense deepsparse"]["pass"] is False
