@@ -94,7 +94,7 @@ def test_every_method_gives_an_int8_graph_that_agrees_with_fp32(method, trained,
 
 def test_qat_graph_computes_what_the_fake_quantized_model_computes(trained, fp32_graph, batches, tmp_path):
     """The ranges tracked in training reach the graph: its logits equal the fake-quantized
-    model's up to rare rounding flips, 100x closer than either is to fp32."""
+    model's up to rare rounding flips, over 10x closer than to fp32."""
     model = copy.deepcopy(trained[0])
     tokenizer = trained[1]
     graph = onnx.load(ptq.preprocess(fp32_graph, tmp_path / "pre.onnx"))
@@ -111,7 +111,10 @@ def test_qat_graph_computes_what_the_fake_quantized_model_computes(trained, fp32
     ptq.quantize_static_graph(trained_fp32, tmp_path / "int8.onnx", QuantSettings(), ranges=pipeline.tensor_ranges(linears, ranges))
     int8 = _logits(export.onnx_logits(tmp_path / "int8.onnx", 1), batches)
     ref = _logits(export.onnx_logits(fp32_graph, 1), batches)
-    assert np.abs(int8 - fake).mean() < 0.01 * np.abs(int8 - ref).mean()
+    # Exact on a CPU with VNNI int8 kernels; elsewhere onnxruntime's u8s8 kernels flip a few
+    # roundings (CI measured 61x closer). Ranges that did not reach the graph give about 1x.
+    assert np.abs(int8 - fake).mean() < 0.1 * np.abs(int8 - ref).mean()
+    assert (int8.argmax(-1) == fake.argmax(-1)).mean() >= 0.99
 
 
 def _half_pruned(model):
