@@ -179,6 +179,7 @@ def test_notebook_runs_uniform_strategy_on_smoke_profile(work_dirs, tmp_path):
     """02_heads end to end with the strategy test_notebooks does not run; the record's curve
     follows the uniform schedule and every timed graph is tagged with its iteration."""
     from mmakit import results, runner
+    from mmakit.heads import figures
 
     overrides = {k: str(v) for k, v in work_dirs.items()} | {"strategy": "uniform", "run_name": "uniform-test"}
     runner.run_notebooks("smoke", ["02_heads"], overrides, out_dir=tmp_path)
@@ -191,6 +192,9 @@ def test_notebook_runs_uniform_strategy_on_smoke_profile(work_dirs, tmp_path):
     assert {i for i, _, _ in timed} == {0, 2, 3} and {b for _, _, b in timed} == set(record["params"]["batches"])
     assert all(r["status"] == "ok" for r in record["throughput"] if r["runtime"] == "onnxruntime")
     assert set(record["f1"]["es"]) == {"dev", "test"}
+    fig = figures.strategies_curve(results.read_records(work_dirs["results_dir"]))
+    mine = [t for t in fig.data if t.name == "uniform-test (uniform)"]
+    assert {tuple(t.y) for t in mine} == {tuple(p["f1"][lang] for p in record["curve"]) for lang in ("en", "es", "nl")}
 
 
 def test_graphs_are_timed_in_small_runs_beside_the_unpruned_graph(monkeypatch, smoke):

@@ -48,6 +48,21 @@ def f1_curve(record: dict) -> go.Figure:
     return fig
 
 
+def strategies_curve(records: list[dict]) -> go.Figure | None:
+    """Figures 1 and 2 overlaid: dev F1 against the fraction of heads removed, one panel per
+    language, one line per 02_heads run (None when there is none)."""
+    runs = [r for r in records if r["notebook"] == "02_heads"]
+    if not runs:
+        return None
+    frame = pd.concat([curve_frame(r).assign(run=f"{r['run']} ({_strategy(r)})") for r in runs])
+    fig = px.line(
+        frame, x="fraction_removed", y="f1", color="run", facet_col="lang", markers=True, range_y=[0, 1],
+        hover_data=["iteration", "heads_removed"], title="Head pruning strategies: dev F1 per language",
+        labels={"fraction_removed": "fraction of heads removed", "f1": "entity F1 (dev)"},
+    )
+    return fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+
+
 def throughput_frame(record: dict, runtime: str) -> pd.DataFrame:
     """Measured throughput rows of one runtime (failed or skipped measurements left out)."""
     rows = pd.DataFrame(record["throughput"])
