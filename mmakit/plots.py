@@ -29,6 +29,11 @@ def save_figure(fig: go.Figure, name: str, folder: str | Path | None = None) -> 
     return written
 
 
+def value_facet_titles(fig: go.Figure) -> go.Figure:
+    """Facet panels titled by their value alone ("es", not "lang=es")."""
+    return fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+
+
 def f1_bars(table: pd.DataFrame, title: str) -> go.Figure:
     """Grouped bars of F1 per language, one group per row label; `table` has columns
     label, lang, split, f1 (and optionally source)."""

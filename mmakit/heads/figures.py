@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from .. import paper
+from .. import paper, plots
 
 # Where the paper (mlbert) saw F1 start to fall, as its figure descriptions state it.
 PAPER_FALL = {"importance": ("fig1", 0.5), "uniform": ("fig2", 0.3)}
@@ -60,7 +60,7 @@ def strategies_curve(records: list[dict]) -> go.Figure | None:
         hover_data=["iteration", "heads_removed"], title="Head pruning strategies: dev F1 per language",
         labels={"fraction_removed": "fraction of heads removed", "f1": "entity F1 (dev)"},
     )
-    return fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    return plots.value_facet_titles(fig)
 
 
 def throughput_frame(record: dict, runtime: str) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from .. import tables
+from .. import plots, tables
 
 PAPER_TABLE = "table3_unstructured_pruning"
 # The paper's curve figures: (method, schedule) at 90% sparsity.
@@ -55,7 +55,7 @@ def curve_figure(records: list[dict], x: str = "step", title: str = "Dev F1 duri
     fig = px.line(frame, x=x, y="f1", color="lang", facet_col="run", facet_col_wrap=3, markers=True,
                   hover_data=["phase", "pruning_step", "sparsity"], range_y=[0, 1], title=title,
                   labels={"step": "optimizer step", "f1": "dev entity F1", "sparsity": "global sparsity"})
-    return fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    return plots.value_facet_titles(fig)
 
 
 def paper_figure_records(records: list[dict], sparsity: float = 0.9) -> dict[str, dict]:

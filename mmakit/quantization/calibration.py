@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..alignment import tokenize_dataset
 from ..batching import iterate, sorted_batches
+from ..data import sample
 
 
 def english_sample(sentences: Dataset, tokenizer: PreTrainedTokenizerBase, n: int, seed: int,
@@ -23,7 +24,7 @@ def english_sample(sentences: Dataset, tokenizer: PreTrainedTokenizerBase, n: in
     """`n` sentences drawn at random (fixed seed) from a CoNLL split, tokenized for `tokenizer`."""
     if n > len(sentences):
         raise ValueError(f"{n} calibration sentences requested, only {len(sentences)} available")
-    return tokenize_dataset(sentences.shuffle(seed=seed).select(range(n)), tokenizer, max_length)
+    return tokenize_dataset(sample(sentences, n, seed), tokenizer, max_length)
 
 
 def random_token_sample(tokenizer: PreTrainedTokenizerBase, n: int, length: int = 128, seed: int = 0) -> Dataset:
