@@ -26,7 +26,9 @@ from transformers import BertConfig, BertForTokenClassification
 from mmakit import bench, export
 from mmakit.data import LABELS
 from mmakit.models import train_wordpiece
-from mmakit.results import environment, now, results_root, write_json_atomic
+from mmakit.paths import write_json_atomic
+from mmakit.provenance import capture
+from mmakit.results import now, results_root
 from mmakit.tables import throughput_wide
 
 BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or results_root().parent / "benchmarks" / "sparse_speedup.json")
     write_json_atomic({"benchmark": "sparse_speedup", "shape": BERT_BASE, "sparsity": args.sparsity,
                        "config": vars(args), "rows": rows, "checks": checks, "load_average": load,
-                       "env": environment(), "started": started, "seconds": round(time.perf_counter() - t0, 1)}, out)
+                       "env": capture(), "started": started, "seconds": round(time.perf_counter() - t0, 1)}, out)
     print(f"written: {out}")
     return 0
 

@@ -2,8 +2,15 @@
 word's label, every other position gets -100 so the loss and the metric both work per word."""
 from __future__ import annotations
 
-from datasets import Dataset
+import hashlib
+import shutil
+from functools import lru_cache
+
+from datasets import Dataset, load_from_disk
 from transformers import PreTrainedTokenizerBase
+
+from .data import fingerprint
+from .paths import cache_root
 
 IGNORE = -100
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -18,12 +25,45 @@ def first_subtokens(word_ids: list[int | None]) -> list[int]:
     return out
 
 
+TOKENIZED_VERSION = 1  # bump when `_encode_all` changes what it writes
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A hash of everything that decides how a fast tokenizer splits text."""
+    return hashlib.sha256(f"{type(tokenizer).__name__}{tokenizer.backend_tokenizer.to_str()}".encode()).hexdigest()[:16]
+
+
 def tokenize_dataset(ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> Dataset:
     """Tokenize pre-split words and align labels; works for WordPiece and SentencePiece fast tokenizers.
 
     Keeps `word_index` (the word each first sub-token starts) so evaluation maps predictions
-    back to words, scoring words lost to truncation as predicted "O".
+    back to words, scoring words lost to truncation as predicted "O". Each split is tokenized
+    once per tokenizer: the result is kept on disk under the cache, keyed by the tokenizer's
+    and the data's fingerprints, and in memory for the process.
     """
+    if not tokenizer.is_fast:
+        raise TypeError("a fast tokenizer is needed (word_ids); load it with use_fast=True")
+    key = f"{tokenizer_fingerprint(tokenizer)}-{fingerprint(ds)}-{max_length}-v{TOKENIZED_VERSION}"
+    return _cached(key, ds, tokenizer, max_length)
+
+
+def _cached(key: str, ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+    folder = cache_root() / "tokenized" / key
+    if not folder.exists():
+        tmp = folder.with_name(key + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        _encode_all(ds, tokenizer, max_length).save_to_disk(str(tmp))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return _load(str(folder))
+
+
+@lru_cache(maxsize=16)
+def _load(folder: str) -> Dataset:
+    return load_from_disk(folder, keep_in_memory=True)
+
+
+def _encode_all(ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
     if not tokenizer.is_fast:
         raise TypeError("a fast tokenizer is needed (word_ids); load it with use_fast=True")
 

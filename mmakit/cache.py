@@ -9,27 +9,23 @@ import os
 import shutil
 from pathlib import Path
 
+from accelerate import PartialState
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import data as data_mod
+from .code_version import code_version
 from .models import ModelSpec, source_fingerprint
+from .paths import cache_root
 from .train import TrainConfig, TrainLog, fine_tune
 
-CACHE_ENV = "MMAKIT_CACHE_DIR"
-CACHE_VERSION = 1
 
-
-def cache_root(path: str | Path | None = None) -> Path:
-    """The cache directory: the argument, MMAKIT_CACHE_DIR, or ~/.cache/mmakit."""
-    chosen = path or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mmakit"
-    return Path(chosen).expanduser()
-
-
-def cache_key(spec: ModelSpec, train: Dataset, cfg: TrainConfig, max_length: int, extra: dict | None = None) -> str:
-    """A short hash of model source, training data content, training settings and any extras."""
+def cache_key(spec: ModelSpec, train: Dataset, cfg: TrainConfig, max_length: int, extra: dict | None = None,
+              kind: str = "fine-tune") -> str:
+    """A short hash of model source, training data content, training settings, the version of
+    the code that produces this kind of artefact, and any extras."""
     payload = {
-        "version": CACHE_VERSION,
+        "code": code_version(kind),
         "model": source_fingerprint(spec),
         "data": data_mod.fingerprint(train),
         "labels": data_mod.LABELS,
@@ -64,21 +60,29 @@ def cached_fine_tune(
     cfg: TrainConfig,
     root: str | Path | None = None,
     desc: str = "fine-tune",
+    device: str = "auto",
+    provenance: dict | None = None,
 ) -> tuple[Path, dict]:
     """Fine-tune unless `key` is cached; return the checkpoint folder and its metadata.
 
-    The metadata records the training log of the run that produced the checkpoint, so a
-    cache hit still reports how long training took and at what speed.
+    The metadata records the training log of the run that produced the checkpoint (and the
+    `provenance` of that run: commit, packages, CPU), so a cache hit still reports how, where
+    and how fast it was trained.
     """
     final = cache_root(root) / "checkpoints" / key
     if (final / "mmakit.json").exists():
         return final, load_meta(final)
     partial = final.with_name(key + ".partial")
-    log: TrainLog = fine_tune(model, train, cfg, tokenizer.pad_token_id, checkpoint_dir=partial, desc=desc)
+    log: TrainLog = fine_tune(model, train, cfg, tokenizer.pad_token_id, checkpoint_dir=partial, desc=desc, device=device)
     meta = {
-        "key": key, "train": cfg.to_dict(), "steps": log.steps, "train_seconds": log.seconds,
+        "key": key, "train": cfg.to_dict(), "precision": log.precision, "device": log.device,
+        "processes": log.processes, "steps": log.steps, "train_seconds": log.seconds,
         "train_sentences_per_s": log.sentences_per_s, "final_loss": float(sum(log.losses[-50:]) / max(1, len(log.losses[-50:]))),
+        "provenance": provenance or {},
     }
-    save_atomically(model, tokenizer, final, meta)
-    shutil.rmtree(partial, ignore_errors=True)
+    state = PartialState()  # under `accelerate launch` every process trained; the main one saves
+    if state.is_main_process:
+        save_atomically(model, tokenizer, final, meta)
+        shutil.rmtree(partial, ignore_errors=True)
+    state.wait_for_everyone()
     return final, meta

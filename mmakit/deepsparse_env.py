@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import REPO
+from .paths import REPO
 
 VENV_ENV = "MMAKIT_DEEPSPARSE_VENV"
 PYTHON_ENV = "MMAKIT_DEEPSPARSE_PYTHON"

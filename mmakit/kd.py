@@ -33,5 +33,5 @@ class DistillationHook(TrainHooks):
     def compute_loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         with torch.no_grad():
-            teacher = self.teacher(**inputs).logits
+            teacher = self.teacher.to(batch["input_ids"].device)(**inputs).logits
         return kd_loss(model(**inputs).logits, teacher, batch["labels"], self.temperature, self.hardness)

@@ -4,6 +4,7 @@ profile), so that every code path runs without a download."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,15 +63,22 @@ def _missing_model_message(spec: ModelSpec, exc: Exception) -> str:
     )
 
 
-def train_wordpiece(sentences: list[list[str]], vocab_size: int = 2000) -> BertTokenizerFast:
-    """A cased WordPiece tokenizer trained on `sentences` with the `tokenizers` library."""
-    from tokenizers import BertWordPieceTokenizer
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
-    wp = BertWordPieceTokenizer(lowercase=False, strip_accents=False)
-    wp.train_from_iterator((" ".join(s) for s in sentences), vocab_size=vocab_size, min_frequency=1)
-    vocab = dict(sorted(wp.get_vocab().items(), key=lambda kv: kv[1]))
+
+def train_wordpiece(sentences: list[list[str]], vocab_size: int = 2000) -> BertTokenizerFast:
+    """A cased WordPiece tokenizer over `sentences`, the same for the same sentences on every run:
+    every character (as a word start and as a ## continuation) so nothing becomes [UNK], then
+    the most frequent words (ties by spelling) up to `vocab_size`. A deterministic vocabulary
+    keeps the smoke model's cache keys stable from run to run."""
+    words = Counter(w for s in sentences for w in s)
+    chars = sorted({c for w in words for c in w})
+    vocab = [*SPECIAL_TOKENS, *chars, *(f"##{c}" for c in chars)]
+    known = set(vocab)
+    frequent = [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if w not in known]
+    vocab += frequent[: max(0, vocab_size - len(vocab))]
     # transformers 5 ignores vocab_file= here (every word became [UNK]): pass the vocabulary itself
-    return BertTokenizerFast(vocab=vocab, do_lower_case=False, strip_accents=False)
+    return BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=False, strip_accents=False)
 
 
 def build_tiny(sentences: list[list[str]], seed: int = 0, **config: int) -> tuple[PreTrainedModel, BertTokenizerFast]:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from .data import DATA_DIR_ENV, LANGUAGES, SPLITS, resolve_data_dir
+from .hardware import DEVICES, PRECISIONS
 from .models import ModelSpec
 
 PARAMS_ENV = "MMAKIT_PARAMS_DIR"
@@ -31,6 +32,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "quant_format": ("qoperator", "qdq"),
     "prune_mode": ("gradual", "one_shot"),
     "group_size": (1, 4),
+    "precision": PRECISIONS,
+    "device": DEVICES,
 }
 UNIT_INTERVAL = ("sparsity", "initial_sparsity", "warmup_ratio", "hardness", "ffn_step")
 POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads",
@@ -39,7 +42,7 @@ POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads"
             "calibration_size", "qat_epochs", "qat_lr", "seq_len", "bench_seconds", "bench_rounds", "bench_threads",
             "pruning_steps", "prune_interval", "num_grads", "grad_batch", "obs_block_size", "obs_damp",
             "obs_chunk_blocks", "prune_lr")
-POSITIVE_LISTS = ("batches",)
+POSITIVE_LISTS = ("batches", "seeds")
 LISTS_OF = {"langs": LANGUAGES, "eval_splits": SPLITS, "runtimes": ("onnxruntime", "deepsparse"),
             "quant_methods": ("dynamic", "static", "qat", "data-free"),
             "quant_exclude": ("attention_scores", "ffn_output"),

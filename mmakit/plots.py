@@ -57,3 +57,17 @@ def throughput_bars(rows: list[dict], title: str) -> go.Figure:
         labels={"batch": "batch size", "items_per_s": f"items/s (seq {frame.seq_len.iloc[0]})"},
         hover_data=["threads", "spread", "calls"],
     )
+
+
+def seed_dots(per_seed: pd.DataFrame, means: pd.DataFrame, title: str) -> go.Figure:
+    """Each seed's F1 as a dot per language (a panel per split), the mean over seeds as a bar
+    behind them, so the spread that any comparison must beat is visible. `per_seed` comes from
+    tables.per_seed_f1, `means` from tables.long_f1 of the aggregates."""
+    fig = px.bar(means, x="lang", y="f1", color="label", barmode="group", facet_col="split", opacity=0.35,
+                 title=title, range_y=[0, 1], labels={"lang": "language", "f1": "entity F1"})
+    dots = px.strip(per_seed, x="lang", y="f1", color="seed", facet_col="split", hover_data=["label"])
+    for trace in dots.data:
+        trace.update(marker={"size": 9, "line": {"width": 1, "color": "black"}}, legendgroup="seed",
+                     name=f"seed {trace.name}")
+        fig.add_trace(trace, row=1, col=int(trace.xaxis[1:] or 1))
+    return value_facet_titles(fig)

@@ -8,67 +8,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
-import subprocess
-import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-import torch
+
+from .paths import REPO, write_json_atomic
+from .provenance import run_environment
 
 RESULTS_ENV = "MMAKIT_RESULTS_DIR"
-REPO = Path(__file__).resolve().parent.parent
 REQUIRED = ("notebook", "run", "profile", "model", "technique", "params", "f1", "mls", "env", "started", "seconds")
 
 
 def results_root(path: str | Path | None = None) -> Path:
     """Where records go: the argument, MMAKIT_RESULTS_DIR, or outputs/results of the repository."""
     return Path(path or os.environ.get(RESULTS_ENV) or REPO / "outputs" / "results")
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def environment(extra: dict | None = None) -> dict:
-    """Package versions, CPU, cores, torch threads and git commit of this process."""
-    from . import deepsparse_env  # imports this module
-
-    env = {
-        "mmakit": _version("mmakit"), "python": platform.python_version(), "torch": torch.__version__,
-        "transformers": _version("transformers"), "onnxruntime": _version("onnxruntime"),
-        "onnx": _version("onnx"), "seqeval": _version("seqeval"), "cpu": cpu_model(),
-        "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "git_commit": git_commit(),
-        "deepsparse": deepsparse_env.version(),  # in its own venv; None where it is not set up
-    }
-    return env | (extra or {})
 
 
 def now() -> str:
@@ -81,26 +36,44 @@ def make_record(*, notebook: str, run: str, profile: str, model: str, technique:
     record = {
         "notebook": notebook, "run": run, "profile": profile, "model": model, "technique": technique,
         "params": params, "f1": f1, "mls": mls, "throughput": [], "curve": [], "sizes": {},
-        "env": environment(), "started": started, "seconds": round(seconds, 2),
+        "env": run_environment(), "started": started, "seconds": round(seconds, 2),
     }
     if profile == "smoke":
         record["note"] = "smoke profile: a tiny random model on a few hundred sentences; the numbers mean nothing"
     return record | extra
 
 
-def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    """Write JSON via a temp file in the same directory and a rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def aggregate(records: list[dict], run: str, wanted: list[str]) -> dict:
+    """One record summarising runs that differ only in their seed: F1, per-type F1 and mls are
+    the means, `f1_std`/`mls_std` the sample standard deviations (None below two seeds),
+    `per_seed` each run's values; speed, sizes and environment are those of the first run
+    in `wanted` order (the baseline seed's)."""
+    records = sorted(records, key=lambda r: wanted.index(r["run"]) if r["run"] in wanted else len(wanted))
+    first = records[0]
+    return first | {
+        "run": run, "technique": first["technique"] | {"seed": None},
+        "f1": _combine([r["f1"] for r in records], _mean), "f1_std": _combine([r["f1"] for r in records], _std),
+        "mls": _combine([r["mls"] for r in records], _mean), "mls_std": _combine([r["mls"] for r in records], _std),
+        "per_type": _combine([r.get("per_type", {}) for r in records], _mean),
+        "aggregate_of": [r["run"] for r in records], "missing": [w for w in wanted if w not in {r["run"] for r in records}],
+        "per_seed": {r["run"]: {"seed": r["technique"].get("seed"), "f1": r["f1"], "mls": r["mls"]} for r in records},
+        "seconds": round(sum(r["seconds"] for r in records), 2), "speed_from": first["run"],
+    }
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values))
+
+
+def _std(values: list[float]) -> float | None:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _combine(trees: list[Any], fn: Any) -> Any:
+    """`fn` applied leaf-wise across nested dicts of numbers shaped like the first one."""
+    if not isinstance(trees[0], dict):
+        return fn(trees)
+    return {k: _combine([t[k] for t in trees if k in t], fn) for k in trees[0]}
 
 
 def write_record(record: dict, root: str | Path | None = None) -> Path:

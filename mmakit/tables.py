@@ -28,6 +28,31 @@ def side_by_side(records: list[dict], paper_table: str, paper_rows: list[str] | 
     return frame.reindex(columns=[c for c in F1_COLUMNS if c in frame])
 
 
+def seed_table(aggregates: list[dict], paper_table: str, paper_rows: list[str] | None = None) -> pd.DataFrame:
+    """Seed aggregates (results.aggregate) as mean and standard deviation (`sd`) of every F1
+    and mls column with the number of seeds, beside the named rows of a paper table."""
+    rows = []
+    for r in aggregates:
+        row = record_row(r) | {"seeds": len(r.get("aggregate_of") or [r["run"]])}
+        for col in F1_COLUMNS:
+            kind, split = col.split("_")
+            sd = (r.get("mls_std") or {}).get(split) if kind == "mls" else (r.get("f1_std") or {}).get(kind, {}).get(split)
+            row[f"{col} sd"] = sd
+        rows.append(row)
+    frame = pd.concat([pd.DataFrame(rows).set_index(["source", "label"]), side_by_side([], paper_table, paper_rows)])
+    ordered = ["seeds"] + [c for col in F1_COLUMNS for c in (col, f"{col} sd")]
+    return frame.reindex(columns=ordered)
+
+
+def per_seed_f1(aggregates: list[dict]) -> pd.DataFrame:
+    """Each seed's F1 (label, seed, lang, split, f1) from seed aggregates, for dot plots."""
+    return pd.DataFrame([
+        {"label": r["run"], "seed": str(run["seed"]), "lang": lang, "split": split, "f1": v}
+        for r in aggregates for run in (r.get("per_seed") or {}).values()
+        for lang, splits in run["f1"].items() for split, v in splits.items()
+    ])
+
+
 def long_f1(records: list[dict]) -> pd.DataFrame:
     """F1 in long form (label, source, lang, split, f1) for plotting."""
     rows = [

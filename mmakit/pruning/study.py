@@ -21,7 +21,8 @@ from transformers import AutoModelForTokenClassification, PreTrainedModel, PreTr
 from .. import baseline, bench, export
 from ..alignment import IGNORE, tokenize_dataset
 from ..batching import iterate, sorted_batches
-from ..cache import cache_key, cache_root, load_meta, save_atomically
+from ..cache import cache_key, load_meta, save_atomically
+from ..paths import cache_root
 from ..data import LANGUAGES, load_split
 from ..evaluation import mls, torch_logits
 from ..params import Params
@@ -70,7 +71,7 @@ def prune(P: Params) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokeni
     train_cfg = baseline.train_config(P, lr=float(P.get("prune_lr") or P.lr), warmup_ratio=0.0)
     kd = {"temperature": float(P.temperature), "hardness": float(P.hardness)} if P.get("kd") else None
     extra = {"pruning": cfg.to_dict(), "baseline": base["key"], "kd": kd, "curve_eval_samples": P.get("curve_eval_samples")}
-    key = cache_key(P.model_spec(), train, train_cfg, P.max_length, extra)
+    key = cache_key(P.model_spec(), train, train_cfg, P.max_length, extra, kind="prune")
     folder = cache_root(P.get("cache_dir")) / "pruned" / key
     if not (folder / "mmakit.json").exists():
         model = copy.deepcopy(dense)

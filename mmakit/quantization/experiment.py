@@ -39,7 +39,8 @@ def settings(P: Params) -> QuantSettings:
 def qat_spec(P: Params, tokenizer: PreTrainedTokenizerBase, hooks: Sequence[TrainHooks] = ()) -> QATSpec:
     """QAT on English train: `qat_epochs` at `qat_lr`, otherwise the profile's fine-tuning settings."""
     train = tokenize_dataset(baseline.english_train(P), tokenizer, P.max_length)
-    cfg = baseline.train_config(P, epochs=float(P.qat_epochs), lr=float(P.qat_lr))
+    # fp32: fake quantization mirrors onnxruntime's int8 arithmetic, which bf16 autocast would not
+    cfg = baseline.train_config(P, epochs=float(P.qat_epochs), lr=float(P.qat_lr), precision="fp32")
     return QATSpec(train, cfg, float(P.qat_freeze_ranges), tuple(hooks))
 
 
