@@ -23,13 +23,14 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForTokenClassification
 
-from mmakit import bench, export
-from mmakit.data import LABELS
-from mmakit.models import train_wordpiece
-from mmakit.paths import write_json_atomic
-from mmakit.provenance import capture
-from mmakit.results import now, results_root
-from mmakit.tables import throughput_wide
+from mmakit.core.data import LABELS
+from mmakit.core.models import train_wordpiece
+from mmakit.core.paths import write_json_atomic
+from mmakit.report.tables import throughput_wide
+from mmakit.runtime import bench, export
+from mmakit.study import speed
+from mmakit.study.provenance import capture
+from mmakit.study.records import now, results_root
 
 BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072, max_position_embeddings=512)
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started, t0 = now(), time.perf_counter()
 
-    sentences = bench.english_sentences(16, os.environ.get("MMAKIT_DATA_DIR") or "tests/fixtures/data")
+    sentences = speed.english_sentences(16, os.environ.get("MMAKIT_DATA_DIR") or "tests/fixtures/data")
     tokenizer = train_wordpiece(sentences, vocab_size=500)  # any ids below the model's vocabulary will do
     config = bench.BenchConfig(batches=tuple(int(b) for b in args.batches.split(",")), seq_len=args.seq_len,
                                seconds=args.seconds, rounds=args.rounds, threads=args.threads)

@@ -29,7 +29,7 @@ def work_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def smoke(work_dirs: dict[str, Path]):
     """Resolved smoke-profile parameters (project fixtures unless MMAKIT_DATA_DIR is set)."""
-    from mmakit import params
+    from mmakit.study import params
 
     return params.resolve({"profile": "smoke", **{k: str(v) for k, v in work_dirs.items()}}, "tests")
 
@@ -37,6 +37,6 @@ def smoke(work_dirs: dict[str, Path]):
 @pytest.fixture(scope="session")
 def tiny_finetuned(smoke):
     """(model, tokenizer, cache metadata) of the smoke profile's fine-tuned tiny BERT."""
-    from mmakit import baseline
+    from mmakit.study import baseline
 
     return baseline.fine_tuned(smoke)

@@ -2,9 +2,9 @@ import pytest
 import sentencepiece as spm
 from transformers import XLMRobertaTokenizer
 
-from mmakit.alignment import IGNORE, first_subtokens, tokenize_dataset
-from mmakit.data import LABEL2ID, to_dataset
-from mmakit.models import train_wordpiece
+from mmakit.core.alignment import IGNORE, first_subtokens, tokenize_dataset
+from mmakit.core.data import LABEL2ID, to_dataset
+from mmakit.core.models import train_wordpiece
 
 SENTENCES = [(["Anna", "Bergström", "visited", "Utrecht", "."], ["B-PER", "I-PER", "O", "B-LOC", "O"])] * 3
 

@@ -9,8 +9,9 @@ import textwrap
 
 import pytest
 
-from mmakit import bench, cli, deepsparse_env, export
-from mmakit.params import Params, validate
+from mmakit.runtime import bench, deepsparse_env, export
+from mmakit.study import cli, speed
+from mmakit.study.params import Params, validate
 
 DEEPSPARSE_READY, DEEPSPARSE_WHY = deepsparse_env.status()
 needs_deepsparse = pytest.mark.skipif(not DEEPSPARSE_READY, reason=f"{DEEPSPARSE_WHY} (CI provisions it)")
@@ -39,7 +40,7 @@ def _fake_worker(tmp_path, monkeypatch, body: str) -> None:
 def test_rows_for_every_model_runtime_and_batch(smoke, tiny_finetuned, tiny_onnx):
     _, tokenizer, _ = tiny_finetuned
     P = _params(smoke, runtimes=["onnxruntime"], batches=[1, 2, 4])
-    rows = bench.benchmark({"a": tiny_onnx, "b": tiny_onnx}, tokenizer, P)
+    rows = speed.benchmark({"a": tiny_onnx, "b": tiny_onnx}, tokenizer, P)
     assert [(r["model"], r["batch"]) for r in rows] == [(m, b) for m in "ab" for b in (1, 2, 4)]
     for row in rows:
         assert set(row) == ROW_KEYS
@@ -50,7 +51,7 @@ def test_rows_for_every_model_runtime_and_batch(smoke, tiny_finetuned, tiny_onnx
 
 def test_inputs_are_real_sentences_at_fixed_length(smoke, tiny_finetuned):
     _, tokenizer, _ = tiny_finetuned
-    inputs = bench.bench_inputs(tokenizer, bench.english_sentences(4, smoke.data_dir), 16)
+    inputs = bench.bench_inputs(tokenizer, speed.english_sentences(4, smoke.data_dir), 16)
     assert set(inputs) == {"input_ids", "attention_mask", "token_type_ids"}
     assert all(v.shape == (4, 16) for v in inputs.values())
     assert (inputs["input_ids"] != tokenizer.unk_token_id).sum() > inputs["attention_mask"].sum() / 2
@@ -66,7 +67,7 @@ def test_speedups_are_against_the_reference_onnxruntime_row():
 
 def test_missing_deepsparse_environment_says_why(smoke, tiny_finetuned, tiny_onnx, tmp_path, monkeypatch):
     monkeypatch.setenv(deepsparse_env.VENV_ENV, str(tmp_path / "absent"))
-    rows = bench.benchmark({"m": tiny_onnx}, tiny_finetuned[1], _params(smoke, batches=[1]))
+    rows = speed.benchmark({"m": tiny_onnx}, tiny_finetuned[1], _params(smoke, batches=[1]))
     by_runtime = {r["runtime"]: r for r in rows}
     assert by_runtime["onnxruntime"]["status"] == "ok"
     assert by_runtime["deepsparse"]["status"] == "unavailable"
@@ -87,7 +88,7 @@ def test_a_deepsparse_crash_costs_only_its_rows(smoke, tiny_finetuned, tiny_onnx
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    rows = bench.benchmark({"x": tiny_onnx, "y": tiny_onnx}, tiny_finetuned[1], _params(smoke, batches=[1, 2]))
+    rows = speed.benchmark({"x": tiny_onnx, "y": tiny_onnx}, tiny_finetuned[1], _params(smoke, batches=[1, 2]))
     assert len(rows) == 8
     assert list(scratch.iterdir()) == []  # the dead workers' scratch folders are gone
     for row in rows:
@@ -104,7 +105,7 @@ def test_worker_error_answer_becomes_a_failed_row(smoke, tiny_finetuned, tiny_on
         sys.stdin.readline()
         print(json.dumps({"ok": False, "error": "RuntimeError: cannot compile"}), flush=True)
     """)
-    rows = bench.benchmark({"x": tiny_onnx}, tiny_finetuned[1], _params(smoke, batches=[1]))
+    rows = speed.benchmark({"x": tiny_onnx}, tiny_finetuned[1], _params(smoke, batches=[1]))
     failed = [r for r in rows if r["runtime"] == "deepsparse"]
     assert failed[0]["status"] == "failed" and "cannot compile" in failed[0]["error"]
 
@@ -156,7 +157,7 @@ def test_real_deepsparse_abort_on_dynamic_int8_is_contained(smoke, tiny_finetune
 
     int8 = tmp_path / "dynamic.onnx"
     quantize_dynamic(tiny_onnx, int8)
-    rows = bench.benchmark({"fp32": tiny_onnx, "int8": int8}, tiny_finetuned[1], _params(smoke, batches=[1]))
+    rows = speed.benchmark({"fp32": tiny_onnx, "int8": int8}, tiny_finetuned[1], _params(smoke, batches=[1]))
     status = {(r["model"], r["runtime"]): r["status"] for r in rows}
     assert status == {("fp32", "onnxruntime"): "ok", ("fp32", "deepsparse"): "ok",
                       ("int8", "onnxruntime"): "ok", ("int8", "deepsparse"): "failed"}
@@ -165,7 +166,7 @@ def test_real_deepsparse_abort_on_dynamic_int8_is_contained(smoke, tiny_finetune
 def test_worker_strips_opset_domains_no_node_uses():
     from onnx import helper
 
-    from mmakit import deepsparse_worker
+    from mmakit.runtime import deepsparse_worker
 
     node = helper.make_node("MatMulInteger", ["a", "b"], ["c"], domain="com.microsoft")
     graph = helper.make_graph([node], "g", [], [])

@@ -1,8 +1,8 @@
 import pytest
 
-from mmakit import baseline, cache
-from mmakit.alignment import tokenize_dataset
-from mmakit.train import TrainConfig
+from mmakit.core.alignment import tokenize_dataset
+from mmakit.core.train import TrainConfig
+from mmakit.study import baseline, cache
 
 
 @pytest.fixture()

@@ -3,8 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from mmakit import data
-from mmakit.data import ConllFormatError, DataSourceError, iob1_to_iob2, load_split, read_conll
+from mmakit.core import data
+from mmakit.core.data import (
+    ConllFormatError,
+    DataSourceError,
+    iob1_to_iob2,
+    load_split,
+    read_conll,
+)
 
 from .conftest import FIXTURES, SHARED_DATA
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from mmakit.data import LABEL2ID, LABELS, to_dataset
-from mmakit.evaluation import EvalSuite, mls, score
-from mmakit.models import train_wordpiece
+from mmakit.core.data import LABEL2ID, LABELS, to_dataset
+from mmakit.core.evaluation import EvalSuite, mls, score
+from mmakit.core.models import train_wordpiece
 
 
 def test_strict_f1_on_hand_made_case():

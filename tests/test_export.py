@@ -8,9 +8,10 @@ import onnx
 import pytest
 import torch
 
-from mmakit import baseline, export
-from mmakit.batching import iterate, sorted_batches
-from mmakit.evaluation import torch_logits
+from mmakit.core.batching import iterate, sorted_batches
+from mmakit.core.evaluation import torch_logits
+from mmakit.runtime import export
+from mmakit.study import baseline
 
 
 @pytest.fixture(scope="module")

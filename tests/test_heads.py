@@ -16,9 +16,17 @@ from transformers import (
     XLMRobertaForTokenClassification,
 )
 
-from mmakit.heads import HeadPruner, PruningConfig, UnitMasks, blocks, importance, load_pruned, shape
-from mmakit.heads.anatomy import remove_heads, remove_neurons
-from mmakit.heads.strategy import importance_plan, uniform_plan
+from mmakit.techniques.heads import (
+    HeadPruner,
+    HeadPruningConfig,
+    UnitMasks,
+    blocks,
+    importance,
+    load_pruned,
+    shape,
+)
+from mmakit.techniques.heads.anatomy import remove_heads, remove_neurons
+from mmakit.techniques.heads.strategy import importance_plan, uniform_plan
 
 SHAPE = dict(vocab_size=100, max_position_embeddings=40, num_labels=9)
 
@@ -107,7 +115,7 @@ def test_importance_plan_normalises_per_layer_and_keeps_one_head_per_layer():
 
 def test_iterating_until_one_head_per_layer_is_left(tiny_finetuned, smoke):
     model = copy.deepcopy(tiny_finetuned[0])
-    pruner = HeadPruner(model, PruningConfig(strategy="importance", heads_per_iteration=3))
+    pruner = HeadPruner(model, HeadPruningConfig(strategy="importance", heads_per_iteration=3))
     batches = [_tiny_batch(tiny_finetuned[1])]
     while pruner.can_step():
         pruner.step(batches)
@@ -128,7 +136,7 @@ def _tiny_batch(tokenizer) -> dict[str, torch.Tensor]:
 
 def test_uniform_strategy_removes_equal_heads_per_layer_and_shrinks_ffn(tiny_finetuned):
     model = copy.deepcopy(tiny_finetuned[0])
-    pruner = HeadPruner(model, PruningConfig(strategy="uniform", heads_per_iteration=2))
+    pruner = HeadPruner(model, HeadPruningConfig(strategy="uniform", heads_per_iteration=2))
     assert pruner.ffn_step == pytest.approx(0.25)  # 1 of 4 heads per layer
     record = pruner.step([_tiny_batch(tiny_finetuned[1])])
     assert [len(r) for r in record["removed"]] == [1, 1]
@@ -140,7 +148,7 @@ def test_uniform_strategy_removes_equal_heads_per_layer_and_shrinks_ffn(tiny_fin
 
 def test_uniform_strategy_needs_a_multiple_of_the_layer_count(tiny_finetuned):
     with pytest.raises(ValueError, match="multiple of 2"):
-        HeadPruner(copy.deepcopy(tiny_finetuned[0]), PruningConfig(strategy="uniform", heads_per_iteration=3))
+        HeadPruner(copy.deepcopy(tiny_finetuned[0]), HeadPruningConfig(strategy="uniform", heads_per_iteration=3))
     with pytest.raises(ValueError, match="keep one"):
         uniform_plan([torch.ones(2), torch.ones(1)], 1)
 
@@ -163,7 +171,7 @@ def test_save_and_load_round_trip_preserves_logits(tmp_path, kind):
 
 
 def test_onnx_export_of_a_pruned_model_runs(tmp_path, tiny_finetuned):
-    from mmakit import export
+    from mmakit.runtime import export
 
     model, tokenizer = copy.deepcopy(tiny_finetuned[0]), tiny_finetuned[1]
     for block, heads, neurons in zip(blocks(model), HEADS, [list(range(0, 128, 3)), [5, 7]]):
@@ -178,12 +186,13 @@ def test_onnx_export_of_a_pruned_model_runs(tmp_path, tiny_finetuned):
 def test_notebook_runs_uniform_strategy_on_smoke_profile(work_dirs, tmp_path):
     """02_heads end to end with the strategy test_notebooks does not run; the record's curve
     follows the uniform schedule and every timed graph is tagged with its iteration."""
-    from mmakit import results, runner
-    from mmakit.heads import figures
+    from mmakit.report import heads as heads_report
+    from mmakit.study import runner
+    from mmakit.study.records import read_records
 
     overrides = {k: str(v) for k, v in work_dirs.items()} | {"strategy": "uniform", "run_name": "uniform-test"}
     runner.run_notebooks("smoke", ["02_heads"], overrides, out_dir=tmp_path)
-    record = next(r for r in results.read_records(work_dirs["results_dir"], "02_heads") if r["run"] == "uniform-test")
+    record = next(r for r in read_records(work_dirs["results_dir"], "02_heads") if r["run"] == "uniform-test")
     assert [p["heads_per_layer"] for p in record["curve"]] == [[4, 4], [3, 3], [2, 2], [1, 1]]
     assert [p["intermediate"] for p in record["curve"]] == [[128, 128], [96, 96], [64, 64], [32, 32]]
     assert [p["fraction_removed"] for p in record["curve"]] == [0, 0.25, 0.5, 0.75]
@@ -192,14 +201,14 @@ def test_notebook_runs_uniform_strategy_on_smoke_profile(work_dirs, tmp_path):
     assert {i for i, _, _ in timed} == {0, 2, 3} and {b for _, _, b in timed} == set(record["params"]["batches"])
     assert all(r["status"] == "ok" for r in record["throughput"] if r["runtime"] == "onnxruntime")
     assert set(record["f1"]["es"]) == {"dev", "test"}
-    fig = figures.strategies_curve(results.read_records(work_dirs["results_dir"]))
+    fig = heads_report.strategies_curve(read_records(work_dirs["results_dir"]))
     mine = [t for t in fig.data if t.name == "uniform-test (uniform)"]
     assert {tuple(t.y) for t in mine} == {tuple(p["f1"][lang] for p in record["curve"]) for lang in ("en", "es", "nl")}
 
 
 def test_graphs_are_timed_in_small_runs_beside_the_unpruned_graph(monkeypatch, smoke):
-    from mmakit import bench, params
-    from mmakit.heads import experiment, summary
+    from mmakit.report import heads as heads_report
+    from mmakit.study import heads, params, speed
 
     runs = []
 
@@ -209,12 +218,12 @@ def test_graphs_are_timed_in_small_runs_beside_the_unpruned_graph(monkeypatch, s
         return [{"model": m, "runtime": "onnxruntime", "batch": 1, "items_per_s": speed[m] * len(runs), "status": "ok"}
                 for m in models]
 
-    monkeypatch.setattr(bench, "benchmark", fake)
+    monkeypatch.setattr(speed, "benchmark", fake)
     graphs = {f"iter-{i:02d}": f"{i}.onnx" for i in (0, 2, 4, 5)}
-    rows = experiment.benchmark(graphs, None, params.Params(smoke, bench_group=2))
+    rows = heads.benchmark(graphs, None, params.Params(smoke, bench_group=2))
     assert runs == [["iter-00", "iter-02", "iter-04"], ["iter-00", "iter-05"]]
     curve = [{"iteration": i, "heads_removed": i, "fraction_removed": i / 10} for i in (0, 2, 4, 5)]
-    record = {"throughput": experiment._tag(rows, curve)}
-    gains = summary.speedups(record, fraction=0.5)  # iter-05, timed in the second run (all speeds doubled)
+    record = {"throughput": heads._tag(rows, curve)}
+    gains = heads_report.speedups(record, fraction=0.5)  # iter-05, timed in the second run (all speeds doubled)
     assert gains.fraction_removed.tolist() == [0.5] and gains.gain.tolist() == [3.0]
     assert gains.items_per_s.tolist() == [60.0] and gains.dense_items_per_s.tolist() == [20.0]

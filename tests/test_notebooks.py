@@ -2,7 +2,8 @@
 records read back (the way CI renders them)."""
 import pytest
 
-from mmakit import results, runner
+from mmakit.study import runner
+from mmakit.study.records import read_records
 
 
 @pytest.mark.notebook
@@ -10,7 +11,7 @@ from mmakit import results, runner
 def test_notebook_runs_on_smoke_profile_and_writes_records(name, work_dirs, tmp_path):
     runner.run_notebooks("smoke", [name], {k: str(v) for k, v in work_dirs.items()}, out_dir=tmp_path)
     assert (tmp_path / f"{name}.smoke.ipynb").exists()
-    records = results.read_records(work_dirs["results_dir"], name)
+    records = read_records(work_dirs["results_dir"], name)
     if name != "07_report":
         assert records, f"{name} wrote no result record"
     for r in records:

@@ -1,7 +1,7 @@
 import pytest
 
-from mmakit import params
-from mmakit.data import DataSourceError
+from mmakit.core.data import DataSourceError
+from mmakit.study import params
 
 
 def test_profile_values_are_overlaid_by_notebook_parameters(smoke):
@@ -40,7 +40,7 @@ def test_unknown_profile_and_model_and_data_dir():
 
 
 def test_missing_quick_model_folder_says_how_to_build_it(tmp_path, monkeypatch):
-    from mmakit.models import load_token_classifier
+    from mmakit.core.models import load_token_classifier
 
     spec = params.resolve({"profile": "quick", "model_dir": str(tmp_path / "none")}, "nb").model_spec()
     with pytest.raises(FileNotFoundError, match="get-me5-small"):

@@ -7,14 +7,24 @@ import pytest
 import torch
 from torch import nn
 
-from mmakit import baseline
-from mmakit.alignment import IGNORE, tokenize_dataset
-from mmakit.kd import kd_loss
-from mmakit.pruning import (BlockFisherInverse, Masks, PruningConfig, PruningPlan, gradual_prune, make_pruner,
-                            obs_prune, one_shot, prunable_weights, sparsity_schedule)
-from mmakit.pruning.magnitude import MagnitudePruner
-from mmakit.pruning.schedule import epochs_for_steps
-from mmakit.train import TrainConfig, total_steps
+from mmakit.core.alignment import IGNORE, tokenize_dataset
+from mmakit.core.distillation import kd_loss
+from mmakit.core.train import TrainConfig, total_steps
+from mmakit.study import baseline
+from mmakit.techniques.pruning import (
+    BlockFisherInverse,
+    Masks,
+    PruningConfig,
+    PruningPlan,
+    gradual_prune,
+    make_pruner,
+    obs_prune,
+    one_shot,
+    prunable_weights,
+    sparsity_schedule,
+)
+from mmakit.techniques.pruning.magnitude import MagnitudePruner
+from mmakit.techniques.pruning.schedule import epochs_for_steps
 
 SMALL_OBS = dict(num_grads=16, grad_batch=4, obs_block_size=16)
 
@@ -31,8 +41,8 @@ def scope_zeros(model: nn.Module) -> int:
 
 
 def mean_loss(model: nn.Module, train, pad_id: int, n_batches: int = 8) -> float:
-    from mmakit.batching import iterate
-    from mmakit.pruning.gradients import sample_batches
+    from mmakit.core.batching import iterate
+    from mmakit.techniques.pruning.gradients import sample_batches
 
     model.eval()
     with torch.no_grad():
@@ -281,8 +291,8 @@ def test_kd_loss_mixes_cross_entropy_and_soft_targets():
 def test_every_03_experiment_file_resolves_to_a_valid_run():
     import yaml
 
-    from mmakit import params
-    from mmakit.pruning import study
+    from mmakit.study import params
+    from mmakit.study import pruning as study
 
     files = sorted((params.PARAMS_DIR / "experiments" / "03_obs").glob("*.yaml"))
     assert len(files) >= 8

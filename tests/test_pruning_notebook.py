@@ -1,7 +1,8 @@
 """03_obs executed by papermill on the smoke profile, in both modes, its records read back."""
 import pytest
 
-from mmakit import results, runner
+from mmakit.study import runner
+from mmakit.study.records import read_records
 
 
 @pytest.mark.notebook
@@ -10,7 +11,7 @@ def test_03_obs_gradual_and_one_shot_records(work_dirs, tmp_path):
     runner.run_notebooks("smoke", ["03_obs"], dirs | {"method": "obs", "sparsity": 0.8, "run_name": "nb-obs-80"},
                          out_dir=tmp_path)
     runner.run_notebooks("smoke", ["03_obs"], dirs | {"prune_mode": "one_shot", "run_name": "nb"}, out_dir=tmp_path)
-    records = {r["run"]: r for r in results.read_records(work_dirs["results_dir"], "03_obs")}
+    records = {r["run"]: r for r in read_records(work_dirs["results_dir"], "03_obs")}
 
     r = records["nb-obs-80"]
     assert r["technique"] | {"method": "obs", "sparsity": 0.8, "mode": "gradual"} == r["technique"]

@@ -10,12 +10,22 @@ import onnx
 import pytest
 import torch
 
-from mmakit import baseline, export, results, runner
-from mmakit.alignment import tokenize_dataset
-from mmakit.batching import iterate, sorted_batches
-from mmakit.pruning.scope import prunable_weights
-from mmakit.quantization import QATSpec, QuantSettings, calibration, pipeline, ptq, qat, quantize
-from mmakit.train import fine_tune
+from mmakit.core.alignment import tokenize_dataset
+from mmakit.core.batching import iterate, sorted_batches
+from mmakit.core.train import fine_tune
+from mmakit.runtime import export
+from mmakit.study import baseline, runner
+from mmakit.study.records import read_records
+from mmakit.techniques.pruning.scope import prunable_weights
+from mmakit.techniques.quantization import (
+    QATSpec,
+    QuantSettings,
+    calibration,
+    pipeline,
+    ptq,
+    qat,
+    quantize,
+)
 
 # Minimum share of real tokens whose argmax matches the fp32 graph's, per method, on 120
 # English training sentences; and the largest mean |logit difference| as a share of mean |logit|.
@@ -197,7 +207,7 @@ def test_notebook_writes_a_record_per_method_with_other_options(smoke, work_dirs
     """The generic notebook test runs the defaults; this one QDQ, per-channel, percentile calibration."""
     options = {"quant_format": "qdq", "per_channel": True, "calibration_method": "percentile", "run_name": "variant"}
     runner.run_notebooks("smoke", ["05_quantization"], {k: str(v) for k, v in work_dirs.items()} | options, out_dir=tmp_path)
-    records = {r["technique"]["method"]: r for r in results.read_records(work_dirs["results_dir"], "05_quantization")
+    records = {r["technique"]["method"]: r for r in read_records(work_dirs["results_dir"], "05_quantization")
                if r["run"].startswith("variant-")}
     assert set(records) == {"fp32", "dynamic", "static", "qat", "data-free"}
     for method, r in records.items():

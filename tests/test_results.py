@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mmakit import results
+from mmakit.study import records
 
 FIELDS = dict(notebook="01_baselines", run="r1", profile="smoke", model="tiny", technique={"method": "fine-tune"},
               params={"lr": 0.1}, f1={"en": {"dev": 0.5}, "es": {"dev": 0.4}, "nl": {"dev": 0.3}},
@@ -10,32 +10,32 @@ FIELDS = dict(notebook="01_baselines", run="r1", profile="smoke", model="tiny", 
 
 
 def test_record_names_its_environment_and_smoke_warning():
-    r = results.make_record(**FIELDS)
+    r = records.make_record(**FIELDS)
     assert {"torch", "onnxruntime", "cpu", "git_commit", "torch_threads"} <= set(r["env"])
     assert "mean nothing" in r["note"]
 
 
 def test_write_is_atomic_and_readable_as_frame(tmp_path):
-    path = results.write_record(results.make_record(**FIELDS), tmp_path)
+    path = records.write_record(records.make_record(**FIELDS), tmp_path)
     assert path == tmp_path / "01_baselines" / "r1.json"
     assert [p.name for p in path.parent.iterdir()] == ["r1.json"]  # no temp file left behind
-    frame = results.load_records(tmp_path)
+    frame = records.load_records(tmp_path)
     assert frame.loc[0, "f1_es_dev"] == 0.4 and frame.loc[0, "mls_dev"] == -0.1
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path):
-    path = results.write_record(results.make_record(**FIELDS), tmp_path)
+    path = records.write_record(records.make_record(**FIELDS), tmp_path)
 
     class Boom:
         def __str__(self):
             raise TypeError("cannot serialise")
 
     with pytest.raises(TypeError):
-        results.write_json_atomic({"x": Boom()}, path)
+        records.write_json_atomic({"x": Boom()}, path)
     assert json.loads(path.read_text())["run"] == "r1"
     assert [p.name for p in path.parent.iterdir()] == ["r1.json"]
 
 
 def test_missing_fields_are_refused(tmp_path):
     with pytest.raises(ValueError, match="lacks mls"):
-        results.write_record({k: v for k, v in results.make_record(**FIELDS).items() if k != "mls"}, tmp_path)
+        records.write_record({k: v for k, v in records.make_record(**FIELDS).items() if k != "mls"}, tmp_path)

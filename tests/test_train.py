@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from mmakit import baseline
-from mmakit.alignment import tokenize_dataset
-from mmakit.batching import length_grouped_batches
-from mmakit.train import TrainConfig, TrainHooks, fine_tune, lr_factor
+from mmakit.core.alignment import tokenize_dataset
+from mmakit.core.batching import length_grouped_batches
+from mmakit.core.train import TrainConfig, TrainHooks, fine_tune, lr_factor
+from mmakit.study import baseline
 
 
 def test_lr_linear_decay_and_cyclic_restarts():

@@ -1,0 +1,214 @@
+"""deepsparse as a separate component: its own virtual environment and a worker process.
+
+deepsparse 1.8 (the last release with wheels) needs Python < 3.12, numpy < 2 and onnx < 1.15,
+none of which the main environment has, and it aborts the whole process on some quantized
+graphs. So it is installed in its own venv (`python -m mmakit setup-deepsparse`) and driven
+through `deepsparse_worker.py` in a subprocess: a crash there costs one runtime's numbers
+for one model, never the caller.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from mmakit.core.paths import REPO
+
+VENV_ENV = "MMAKIT_DEEPSPARSE_VENV"
+PYTHON_ENV = "MMAKIT_DEEPSPARSE_PYTHON"
+REQUIREMENTS = Path(__file__).with_name("deepsparse_requirements.txt")
+WORKER = Path(__file__).with_name("deepsparse_worker.py")
+READY = ".mmakit-ready"
+SUPPORTED_PYTHONS = ("3.11", "3.10", "3.9", "3.8")
+
+
+class WorkerFailed(RuntimeError):
+    """The worker could not compile or run the graph, or died; the message says why."""
+
+
+def venv_dir() -> Path:
+    """Where the deepsparse venv lives: MMAKIT_DEEPSPARSE_VENV or .venv-deepsparse in the repository."""
+    return Path(os.environ.get(VENV_ENV) or REPO / ".venv-deepsparse")
+
+
+def venv_python() -> Path:
+    return venv_dir() / "bin" / "python"
+
+
+def pins() -> list[str]:
+    """The pinned requirements of the deepsparse environment."""
+    return [line.strip() for line in REQUIREMENTS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _python_version(python: str) -> str | None:
+    try:
+        out = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def find_interpreter() -> tuple[str | None, str]:
+    """A Python that deepsparse 1.8 supports (3.8-3.11): MMAKIT_DEEPSPARSE_PYTHON, this one, or on PATH.
+
+    Returns (path or None, a line saying what was found or why none fits).
+    """
+    candidates = [os.environ.get(PYTHON_ENV), sys.executable, *(shutil.which(f"python{v}") for v in SUPPORTED_PYTHONS)]
+    seen = []
+    for python in filter(None, candidates):
+        version = _python_version(python)
+        seen.append(f"{python} ({version or 'unusable'})")
+        if version in SUPPORTED_PYTHONS:
+            return python, f"{python} (Python {version})"
+    return None, ("deepsparse 1.8 needs Python 3.8-3.11 and none was found; tried " + ", ".join(seen)
+                  + f". Install one, or name it in {PYTHON_ENV}.")
+
+
+def _ready() -> bool:
+    """The venv exists and was completed with the current pins."""
+    marker = venv_dir() / READY
+    return marker.exists() and venv_python().exists() and marker.read_text().split() == pins()
+
+
+def status() -> tuple[bool, str]:
+    """(usable, why): whether the deepsparse venv is set up, and if not, what to do."""
+    if _ready():
+        return True, f"deepsparse environment at {venv_dir()}"
+    python, found = find_interpreter()
+    if python is None:
+        return False, found
+    return False, f"no deepsparse environment at {venv_dir()}: run `python -m mmakit setup-deepsparse`"
+
+
+def setup(quiet: bool = False) -> Path:
+    """Create (or repair) the deepsparse venv with the pinned packages; idempotent.
+
+    Raises RuntimeError saying why when no suitable interpreter exists or pip fails.
+    """
+    if _ready():
+        return venv_dir()
+    python, found = find_interpreter()
+    if python is None:
+        raise RuntimeError(found)
+    target = venv_dir()
+    (target / READY).unlink(missing_ok=True)
+    steps = [[python, "-m", "venv", "--clear", str(target)],
+             [str(venv_python()), "-m", "pip", "install", *(["-q"] if quiet else []), *pins()]]
+    for step in steps:
+        done = subprocess.run(step, capture_output=quiet, text=True)
+        if done.returncode != 0:
+            detail = (done.stderr or "")[-2000:] if quiet else ""
+            raise RuntimeError(f"`{' '.join(step)}` failed with exit code {done.returncode}. {detail}".strip())
+    (target / READY).write_text("\n".join(pins()) + "\n")
+    return target
+
+
+def version() -> str | None:
+    """The deepsparse version installed in its venv (read from the package metadata), None where there is none."""
+    if not _ready():
+        return None
+    site = [str(p) for p in venv_dir().glob("lib/python*/site-packages")]
+    found = [d.version for d in metadata.distributions(name="deepsparse", path=site)]
+    return found[0] if found else None
+
+
+def _reason(returncode: int, stderr: str) -> str:
+    """A one-line account of a dead worker: the signal or exit code and the last telling stderr lines."""
+    if returncode < 0:
+        how = f"killed by {signal.Signals(-returncode).name}"
+    else:
+        how = f"exit code {returncode}"
+    lines = [ln.strip() for ln in stderr.splitlines()
+             if ln.strip() and not ln.startswith((" ", "\t", "[", "Please email")) and "#" not in ln[:5]]
+    telling = [ln for ln in lines if re.search(r"assert|exception|error|abort|terminate", ln, re.IGNORECASE)]
+    return f"deepsparse worker {how}: " + " | ".join((telling or lines)[-3:])[:400]
+
+
+class DeepSparseWorker:
+    """One graph compiled in deepsparse for the given batch sizes, timed on request.
+
+    Start it with the inputs (rows of token ids, seq_len wide); `time(batch, seconds)`
+    returns per-call seconds. Any failure raises WorkerFailed and leaves the process dead.
+    """
+
+    def __init__(self, model: str | Path, inputs: Mapping[str, np.ndarray], batches: Sequence[int], seq_len: int,
+                 threads: int | None = None, timeout: float = 900):
+        self.timeout = timeout
+        self.stderr = tempfile.TemporaryFile("w+")
+        self.folder = tempfile.mkdtemp(prefix="mmakit-deepsparse-")  # ours to remove: a crashed worker cannot
+        env = os.environ | {"NM_DISABLE_ANALYTICS": "1", "PYTHONNOUSERSITE": "1"}
+        env.pop("PYTHONPATH", None)
+        self.process = subprocess.Popen([str(venv_python()), str(WORKER)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env)
+        setup = {"model": str(Path(model).resolve()), "batches": list(batches), "seq_len": seq_len, "threads": threads,
+                 "folder": self.folder, "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}}
+        try:
+            answer = self._ask(setup)
+        except WorkerFailed:
+            self.close()
+            raise
+        self.version = answer.get("deepsparse")
+        self.compile_seconds = answer.get("compile_seconds", {})
+
+    def _ask(self, request: dict) -> dict:
+        expired = threading.Event()
+
+        def kill() -> None:
+            expired.set()
+            self.process.kill()
+
+        timer = threading.Timer(self.timeout, kill)
+        timer.start()
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        finally:
+            timer.cancel()
+        if not line:
+            code = self.process.wait()
+            if expired.is_set():
+                raise WorkerFailed(f"deepsparse worker gave no answer in {self.timeout:.0f} s and was stopped")
+            self.stderr.seek(0)
+            raise WorkerFailed(_reason(code, self.stderr.read()))
+        answer = json.loads(line)
+        if not answer.get("ok"):
+            self.close()
+            raise WorkerFailed(f"deepsparse: {answer.get('error')}")
+        return answer
+
+    def time(self, batch: int, seconds: float, warmup: int = 2) -> list[float]:
+        """Seconds per call of `warmup` untimed then repeated timed calls for at least `seconds`."""
+        return self._ask({"batch": batch, "seconds": seconds, "warmup": warmup})["times"]
+
+    def close(self) -> None:
+        """End the worker (it exits at end of input) and remove its files."""
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.stderr.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> DeepSparseWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

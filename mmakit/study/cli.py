@@ -1,0 +1,107 @@
+"""Command line of mmakit: `python -m mmakit <command>`.
+
+Each command is a pair of functions, one adding its arguments and one running it, registered
+in COMMANDS with `register`, so a new command is added in one place.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
+COMMANDS: dict[str, Command] = {}
+
+
+def register(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None],
+             run: Callable[[argparse.Namespace], int]) -> None:
+    """Add a command: `configure(parser)` declares its arguments, `run(args)` returns an exit code."""
+    COMMANDS[name] = (configure, run, help)
+
+
+def _configure_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("notebooks", nargs="*", help="notebook names or numbers (default: all, in order)")
+    p.add_argument("--profile", default="quick", help="smoke | quick | paper, or a YAML path (default quick)")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter override passed to every notebook (YAML value)")
+    p.add_argument("--grid", action="store_true",
+                   help="run a notebook once per file in params/experiments/<notebook>/ (e.g. 03's Table 3 grid)")
+    p.add_argument("--out", default=None, help="folder for executed notebooks (default outputs/notebooks)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from mmakit.study.runner import NotebookFailed, run_notebooks
+
+    overrides = {name: yaml.safe_load(value) for name, value in args.param}
+    try:
+        run_notebooks(args.profile, args.notebooks, overrides, args.out, grid=args.grid)
+    except (NotebookFailed, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+register("run", "execute the notebooks with papermill, in order, stopping at the first failure", _configure_run, _run)
+
+
+def _configure_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="an ONNX file exported from a token classifier")
+    p.add_argument("--runtimes", default="onnxruntime,deepsparse", help="comma-separated (default both)")
+    p.add_argument("--batch", default="1,4,8", help="comma-separated batch sizes (default 1,4,8)")
+    p.add_argument("--seq-len", type=int, default=128, help="fixed sequence length (default 128)")
+    p.add_argument("--seconds", type=float, default=6.0, help="timed seconds per runtime x batch (default 6)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds the seconds are split over (default 3)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default all cores)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id (default the ONNX file's folder)")
+    p.add_argument("--results-dir", default=None, help="records go to RESULTS_DIR/bench/ (default outputs/results)")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from mmakit.report.tables import throughput_wide
+    from mmakit.runtime.bench import RUNTIMES, BenchConfig
+    from mmakit.study.speed import bench_file
+
+    runtimes = tuple(r.strip() for r in args.runtimes.split(","))
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        print(f"error: unknown runtime {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}", file=sys.stderr)
+        return 2
+    config = BenchConfig(runtimes=runtimes, batches=tuple(int(b) for b in args.batch.split(",")), seq_len=args.seq_len,
+                         seconds=args.seconds, rounds=args.rounds, threads=args.threads)
+    rows, record = bench_file(args.model, config, args.tokenizer, args.results_dir)
+    print(throughput_wide(rows).to_string())
+    print(f"record: {record}")
+    return 0 if any(r["status"] == "ok" for r in rows) else 1
+
+
+def _configure_setup_deepsparse(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="hide pip's output")
+
+
+def _setup_deepsparse(args: argparse.Namespace) -> int:
+    from mmakit.runtime import deepsparse_env
+
+    try:
+        where = deepsparse_env.setup(quiet=args.quiet)
+    except RuntimeError as exc:
+        print(f"deepsparse environment not created: {exc}\nSpeed tables will show onnxruntime only.", file=sys.stderr)
+        return 1
+    print(f"deepsparse {deepsparse_env.version()} ready in {where}")
+    return 0
+
+
+register("bench", "items/s of an ONNX model in onnxruntime and deepsparse; prints a table, writes a JSON record",
+         _configure_bench, _bench)
+register("setup-deepsparse", "create deepsparse's own virtual environment (pinned deepsparse 1.8.0, Python 3.8-3.11)",
+         _configure_setup_deepsparse, _setup_deepsparse)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mmakit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (configure, _, help_text) in COMMANDS.items():
+        configure(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    return COMMANDS[args.command][1](args)

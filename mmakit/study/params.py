@@ -1,0 +1,144 @@
+"""Profiles (params/<profile>.yaml) and the parameters a notebook runs with.
+
+A notebook's `parameters` cell holds `profile` and every other parameter as None; papermill
+(-p or -f) replaces some of them, the profile fills the rest, and `resolve` checks the
+values so a bad one fails at once with the valid choices named.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmakit.core import train
+from mmakit.core.data import DATA_DIR_ENV, LANGUAGES, SPLITS, resolve_data_dir
+from mmakit.core.hardware import DEVICES, PRECISIONS
+from mmakit.core.models import ModelSpec
+from mmakit.core.paths import REPO
+from mmakit.runtime.bench import RUNTIMES
+from mmakit.techniques.heads import strategy as head_strategy
+from mmakit.techniques.pruning import config as pruning_config
+from mmakit.techniques.pruning import schedule as pruning_schedule
+from mmakit.techniques.quantization import pipeline as quant_pipeline
+from mmakit.techniques.quantization import ptq
+
+PARAMS_ENV = "MMAKIT_PARAMS_DIR"
+PARAMS_DIR = REPO / "params"
+PROFILES = ("smoke", "quick", "paper")
+
+# every valid choice comes from the layer that owns it
+CHOICES: dict[str, tuple] = {
+    "method": pruning_config.METHODS,
+    "schedule": pruning_schedule.SCHEDULES,
+    "lr_schedule": train.SCHEDULES,
+    "strategy": head_strategy.STRATEGIES,
+    "calibration_method": tuple(ptq.CALIBRATION),
+    "quant_format": tuple(ptq.FORMATS),
+    "prune_mode": pruning_config.MODES,
+    "group_size": pruning_config.GROUP_SIZES,
+    "precision": PRECISIONS,
+    "device": DEVICES,
+}
+UNIT_INTERVAL = ("sparsity", "initial_sparsity", "warmup_ratio", "hardness", "ffn_step")
+POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads",
+            "heads_per_iteration", "iterations", "importance_samples", "curve_eval_samples", "bench_every",
+            "bench_group",
+            "calibration_size", "qat_epochs", "qat_lr", "seq_len", "bench_seconds", "bench_rounds", "bench_threads",
+            "pruning_steps", "prune_interval", "num_grads", "grad_batch", "obs_block_size", "obs_damp",
+            "obs_chunk_blocks", "prune_lr")
+POSITIVE_LISTS = ("batches", "seeds")
+LISTS_OF = {"langs": LANGUAGES, "eval_splits": SPLITS, "runtimes": RUNTIMES, "quant_methods": quant_pipeline.METHODS,
+            "quant_exclude": ptq.EXCLUDABLE, "one_shot_methods": pruning_config.METHODS}
+
+
+class Params(dict):
+    """Resolved parameters with attribute access; a missing name lists the known ones."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no parameter {name!r}; known: {', '.join(sorted(self))}") from None
+
+    def model_spec(self, name: str | None = None) -> ModelSpec:
+        """The ModelSpec of `name` (default: the `model` parameter) from the profile's models."""
+        name = name or self["model"]
+        models = self.get("models") or {}
+        if name not in models:
+            raise ValueError(f"unknown model {name!r}; this profile defines: {', '.join(models)}")
+        entry = models[name]
+        if isinstance(entry, str):
+            entry = {"source": entry}
+        source = self.get("model_dir") if name == self.get("model") and self.get("model_dir") else entry["source"]
+        return ModelSpec(name=name, source=source, tiny=entry.get("tiny"))
+
+
+def params_dir() -> Path:
+    return Path(os.environ.get(PARAMS_ENV) or PARAMS_DIR)
+
+
+def load_profile(profile: str) -> dict:
+    """The YAML of a profile by name (params/<name>.yaml) or by path."""
+    path = Path(profile)
+    if path.suffix not in (".yaml", ".yml"):
+        path = params_dir() / f"{profile}.yaml"
+        if not path.exists():
+            found = sorted(p.stem for p in params_dir().glob("*.yaml"))
+            raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(found) or ', '.join(PROFILES)}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def validate(p: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the parameter and the valid values for the first bad one."""
+    for key, choices in CHOICES.items():
+        if p.get(key) is not None and p[key] not in choices:
+            raise ValueError(f"{key}={p[key]!r} is not valid; choose from {', '.join(map(str, choices))}")
+    for key in UNIT_INTERVAL:
+        v = p.get(key)
+        if v is not None and not (0 <= v < 1 or (key == "hardness" and v == 1)):
+            raise ValueError(f"{key}={v!r} must lie in [0, 1)")
+    for key in POSITIVE:
+        v = p.get(key)
+        if v is not None and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+            raise ValueError(f"{key}={v!r} must be a positive number")
+    for key in POSITIVE_LISTS:
+        bad = [x for x in p.get(key) or () if not (isinstance(x, int) and x > 0)]
+        if bad:
+            raise ValueError(f"{key} has {', '.join(map(str, bad))}; each must be a positive integer")
+    for key, allowed in LISTS_OF.items():
+        bad = [x for x in p.get(key) or () if x not in allowed]
+        if bad:
+            raise ValueError(f"{key} has {', '.join(map(str, bad))}; allowed: {', '.join(allowed)}")
+    for name in p.get("baselines") or ():
+        if name not in (p.get("models") or {}):
+            raise ValueError(f"baseline {name!r} is not among the profile's models: {', '.join(p.get('models') or {})}")
+
+
+def notebook_parameters(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain-data globals of a notebook (parameters cell plus papermill's injected cell)."""
+    plain = (str, int, float, bool, list, dict, type(None))
+    return {k: v for k, v in given.items() if not k.startswith("_") and k not in ("In", "Out") and isinstance(v, plain)}
+
+
+def resolve(given: Mapping[str, Any], notebook: str) -> Params:
+    """The profile named by given['profile'] overlaid with every non-None parameter in `given`.
+
+    `given` is usually the notebook's `globals()` right after its parameters cell.
+    """
+    ours = notebook_parameters(given)
+    profile = ours.get("profile") or "quick"
+    base = load_profile(profile)
+    merged = Params({k: None for k in ours})
+    merged.update(base)
+    merged.update({k: v for k, v in ours.items() if v is not None})
+    merged["profile"] = base.get("profile", Path(str(profile)).stem)
+    merged["notebook"] = notebook
+    validate(merged)
+    if not merged.get("data_dir") and not os.environ.get(DATA_DIR_ENV) and merged.get("fallback_data_dir"):
+        merged["data_dir"] = str(REPO / merged["fallback_data_dir"])
+    resolve_data_dir(merged.get("data_dir"))  # fail early on a missing data directory
+    return merged

@@ -1,0 +1,68 @@
+"""Where a result came from: the code (commit, dirty flag, a hash of the uncommitted diff),
+the packages, the machine (CPU model and the instruction sets speed depends on), threads,
+precision and device, captured when a run starts so a record never names a commit made
+after it began."""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+from importlib import metadata
+
+import torch
+
+from mmakit.core.hardware import cpu_flags, cpu_model, resolve_device, resolve_precision
+from mmakit.core.paths import REPO
+from mmakit.runtime import deepsparse_env
+
+PACKAGES = ("mmakit", "transformers", "accelerate", "datasets", "onnxruntime", "onnx", "seqeval", "numpy")
+_AT_START: dict | None = None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def code_state() -> dict:
+    """Commit, whether tracked files differ from it, and a hash of that difference."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    if commit is None:
+        return {"git_commit": None, "dirty": None, "diff_sha": None}
+    diff = _git("diff", "HEAD") or ""
+    return {"git_commit": commit.strip(), "dirty": bool(diff.strip()),
+            "diff_sha": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff.strip() else None}
+
+
+def capture(precision: str | None = None, device: str | None = None) -> dict:
+    """This process's environment now: code state, packages, machine, threads, precision, device."""
+    env = {"python": platform.python_version(), "torch": torch.__version__}
+    env |= {p: _version(p) for p in PACKAGES}
+    env |= {"deepsparse": deepsparse_env.version(), "cpu": cpu_model(), "cpu_flags": cpu_flags(),
+            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device": resolve_device(device or "auto"),
+            "precision": resolve_precision(precision or "fp32", device or "auto")}
+    return env | code_state()
+
+
+def start_run(precision: str | None = None, device: str | None = None) -> dict:
+    """Capture the environment at the start of a run; records written later in this process carry it."""
+    global _AT_START
+    _AT_START = capture(precision, device)
+    return _AT_START
+
+
+def run_environment() -> dict:
+    """The environment captured by `start_run`, or (outside a run) the current one."""
+    return _AT_START or capture()

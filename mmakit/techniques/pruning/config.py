@@ -1,0 +1,79 @@
+"""Everything that determines a pruning run, and the pruner it asks for."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from datasets import Dataset
+
+from mmakit.techniques.pruning.base import Pruner
+from mmakit.techniques.pruning.gradients import GradientSource
+from mmakit.techniques.pruning.magnitude import MagnitudePruner
+from mmakit.techniques.pruning.movement import MovementPruner
+from mmakit.techniques.pruning.obs import ObsPruner
+from mmakit.techniques.pruning.schedule import SCHEDULES, PruningPlan, sparsity_schedule
+from mmakit.techniques.pruning.scope import DEFAULT_SCOPE
+
+METHODS = ("obs", "magnitude", "movement")
+GROUP_SIZES = (1, 4)  # unstructured, or blocks of 4 consecutive weights
+MODES = ("gradual", "one_shot")  # three stages with retraining, or one step from the dense model
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Method, sparsity schedule, stage lengths (optimizer steps) and OBS settings.
+
+    `pruning_steps` counts pruning events, the first at `initial_sparsity` and the last at
+    `sparsity`; `num_grads` mini-batches of `grad_batch` sentences feed OBS's Fisher (and
+    movement's scores when no training step precedes a pruning step).
+    """
+
+    method: str = "obs"
+    sparsity: float = 0.9
+    initial_sparsity: float = 0.7
+    schedule: str = "cubic"
+    pruning_steps: int = 4
+    warmup_steps: int = 0
+    prune_interval: int = 30
+    final_steps: int = 60
+    group_size: int = 1
+    scope: str = DEFAULT_SCOPE
+    num_grads: int = 64
+    grad_batch: int = 8
+    obs_block_size: int = 32
+    obs_damp: float = 1e-7
+    obs_chunk_blocks: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown pruning method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if not 0 <= self.initial_sparsity <= self.sparsity < 1:
+            raise ValueError(f"need 0 <= initial_sparsity ({self.initial_sparsity}) <= sparsity ({self.sparsity}) < 1")
+        if self.group_size not in GROUP_SIZES:
+            raise ValueError(f"group_size must be 1 (unstructured) or 4 (4-block), not {self.group_size}")
+        if self.obs_block_size % self.group_size:
+            raise ValueError(f"obs_block_size {self.obs_block_size} must be a multiple of group_size {self.group_size}")
+        self.plan  # validates the stage lengths
+
+    @property
+    def plan(self) -> PruningPlan:
+        return PruningPlan(self.warmup_steps, self.prune_interval, self.pruning_steps, self.final_steps)
+
+    @property
+    def targets(self) -> list[float]:
+        """Target sparsity at each pruning event."""
+        return sparsity_schedule(self.initial_sparsity, self.sparsity, self.pruning_steps, self.schedule)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_pruner(cfg: PruningConfig, train: Dataset, pad_id: int, seed: int) -> Pruner:
+    """The pruner of `cfg.method`, drawing its gradients from tokenized English `train`."""
+    source = GradientSource(train, pad_id, cfg.num_grads, cfg.grad_batch, seed)
+    if cfg.method == "obs":
+        return ObsPruner(source, cfg.obs_block_size, cfg.obs_damp, cfg.obs_chunk_blocks)
+    if cfg.method == "movement":
+        return MovementPruner(source)
+    return MagnitudePruner()
