@@ -1,5 +1,5 @@
 import sys
 
-from mmakit.study.cli import main
+from mmakit.cli import main
 
 sys.exit(main())

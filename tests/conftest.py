@@ -37,6 +37,6 @@ def smoke(work_dirs: dict[str, Path]):
 @pytest.fixture(scope="session")
 def tiny_finetuned(smoke):
     """(model, tokenizer, cache metadata) of the smoke profile's fine-tuned tiny BERT."""
-    from mmakit.study import baseline
+    from mmakit.study import common
 
-    return baseline.fine_tuned(smoke)
+    return common.fine_tuned(smoke)

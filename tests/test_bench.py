@@ -9,8 +9,9 @@ import textwrap
 
 import pytest
 
+from mmakit import cli
 from mmakit.runtime import bench, deepsparse_env, export
-from mmakit.study import cli, speed
+from mmakit.study import speed
 from mmakit.study.params import Params, validate
 
 DEEPSPARSE_READY, DEEPSPARSE_WHY = deepsparse_env.status()

@@ -69,6 +69,14 @@ def test_latin1_original_is_accepted(tmp_path):
     assert read_conll(p, 3)[0][0] == ["Le\u00f3n"]
 
 
+def test_utf8_byte_order_mark_is_not_part_of_the_first_token(tmp_path):
+    p = write(tmp_path, "\ufeff-DOCSTART- -X- -X- O\n\nLe\u00f3n NNP I-NP I-LOC\nwins VBZ I-VP O\n", encoding="utf-8")
+    assert p.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert read_conll(p, 4, "IOB1") == [(["Le\u00f3n", "wins"], ["B-LOC", "O"])]  # -DOCSTART- still recognized
+    q = write(tmp_path, "\ufeffMadrid NC B-LOC\n", name="g.conll", encoding="utf-8")
+    assert read_conll(q, 3) == [(["Madrid"], ["B-LOC"])]
+
+
 def test_fixture_splits_share_one_label_set():
     for lang in data.LANGUAGES:
         for split in data.SPLITS:

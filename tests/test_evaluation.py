@@ -47,3 +47,44 @@ def test_predictions_map_back_to_words_and_truncated_words_score_o():
     pred = suite.sets[("en", "dev")].predict(perfect, tok.pad_token_id)
     assert pred[0][0] == "B-PER" and pred[0][3] == "O"  # Utrecht was truncated away
     assert suite.evaluate(perfect)["f1"]["en"]["dev"] == pytest.approx(2 / 3)  # P=1, R=1/2
+
+
+def _suite(sentences, max_length, extra_words=()):
+    """An EvalSuite over sentences that open with a person, one WordPiece token per word except `extra_words`."""
+    tok = train_wordpiece([[w for w in s if w not in extra_words] for s in sentences], 2000)
+    tagged = [(s, ["B-PER"] + ["O"] * (len(s) - 1)) for s in sentences]
+    sets = {("en", "dev"): to_dataset(tagged), ("nl", "test"): to_dataset(tagged[:1])}
+    return EvalSuite(sets, tok, max_length=max_length)
+
+
+def _all_o(batch):
+    return np.zeros((*batch["input_ids"].shape, len(LABELS)))
+
+
+def test_evaluate_counts_words_and_sentences_lost_to_truncation(work_dirs):
+    words = [f"w{i}" for i in range(40)]
+    sentences = [
+        words[:20],  # 14 words fit between [CLS] and [SEP] in 16 positions: 6 lost
+        words[:30],  # 16 lost
+        words[:5],  # short: nothing lost
+        words[:14],  # fills all 16 positions exactly: nothing lost
+        [*words[:13], "Zzyzx", *words[13:15]],  # Zzyzx starts at position 14 and is cut inside: kept; 2 lost
+    ]
+    suite = _suite(sentences, 16, extra_words={"Zzyzx"})
+    index = suite.sets[("en", "dev")].tokenized["word_index"]
+    assert len(index[4]) == 16 and index[4][14] == 13  # Zzyzx's first sub-token made it in
+    result = suite.evaluate(_all_o)
+    assert set(result) == {"f1", "detail", "truncated"}
+    assert result["truncated"] == {
+        "en": {"dev": {"words": 6 + 16 + 2, "sentences": 3}},
+        "nl": {"test": {"words": 6, "sentences": 1}},
+    }
+    assert suite.evaluate(_all_o, [("nl", "test")])["truncated"] == {"nl": {"test": {"words": 6, "sentences": 1}}}
+
+
+def test_evaluate_reports_no_truncation_when_everything_fits(work_dirs):
+    sentences = [[f"w{i}" for i in range(20)], ["Anna", "\u200b"]]  # \u200b has no sub-token: dropped, not cut
+    suite = _suite(sentences, 128)
+    assert suite.sets[("en", "dev")].tokenized["word_index"][1][1:-1] == [0]
+    assert suite.evaluate(_all_o)["truncated"] == {
+        "en": {"dev": {"words": 0, "sentences": 0}}, "nl": {"test": {"words": 0, "sentences": 0}}}

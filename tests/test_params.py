@@ -50,3 +50,45 @@ def test_missing_quick_model_folder_says_how_to_build_it(tmp_path, monkeypatch):
 def test_attribute_access_lists_known_names(smoke):
     with pytest.raises(AttributeError, match="known: .*epochs"):
         smoke.epochz
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"runtimes": "onnxruntime"}, ["onnxruntime"]),  # papermill -p runtimes onnxruntime
+        ({"runtimes": "onnxruntime, deepsparse"}, ["onnxruntime", "deepsparse"]),
+        ({"batches": "1,4"}, [1, 4]),
+        ({"batches": 4}, [4]),  # papermill reads -p batches 4 as an int
+        ({"batches": "[1, 4]"}, [1, 4]),  # a YAML/JSON list as a string
+        ({"seeds": "42,43"}, [42, 43]),
+        ({"one_shot_sparsities": "0.5,0.7"}, [0.5, 0.7]),  # a list of floats in the profile
+        ({"one_shot_sparsities": 0.5}, [0.5]),
+        ({"eval_splits": "dev"}, ["dev"]),
+        ({"quant_methods": "[dynamic, data-free]"}, ["dynamic", "data-free"]),
+        ({"quant_exclude": ""}, []),
+        ({"baselines": "tiny"}, ["tiny"]),  # a list in the profile, checked against its models
+        ({"batches": [2, 8]}, [2, 8]),  # a real list is kept as given
+    ],
+)
+def test_list_parameters_from_papermill_strings(given, expected):
+    (key, _), = given.items()
+    p = params.resolve({"profile": "smoke", **given}, "nb")
+    assert p[key] == expected
+    assert all(type(x) is type(y) for x, y in zip(p[key], expected))
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"runtimes": "onnxruntime,tensorrt"}, "runtimes has tensorrt; allowed: onnxruntime, deepsparse"),
+        ({"langs": "en,de"}, "langs has de; allowed: en, es, nl"),
+        ({"batches": "1,x"}, "batches has x; each must be a positive integer"),
+        ({"batches": "[1, 0]"}, "batches has 0; each must be a positive integer"),
+        ({"one_shot_sparsities": "0.5,high"}, "one_shot_sparsities='0.5,high': 'high' is not a number"),
+        ({"batches": "1,,4"}, "has an empty item"),
+        ({"batches": "[1, 4"}, "is not a valid list"),
+    ],
+)
+def test_bad_list_items_from_papermill_strings_name_the_valid_choices(given, message):
+    with pytest.raises(ValueError, match=message):
+        params.resolve({"profile": "smoke", **given}, "nb")

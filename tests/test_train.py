@@ -1,10 +1,13 @@
+import copy
+import math
+
 import pytest
 import torch
 
 from mmakit.core.alignment import tokenize_dataset
 from mmakit.core.batching import length_grouped_batches
 from mmakit.core.train import TrainConfig, TrainHooks, fine_tune, lr_factor
-from mmakit.study import baseline
+from mmakit.study import common
 
 
 def test_lr_linear_decay_and_cyclic_restarts():
@@ -29,8 +32,8 @@ def test_bad_train_config_is_rejected():
 
 
 def _tiny(smoke):
-    model, tok = baseline.fresh_model(smoke)
-    return model, tok, tokenize_dataset(baseline.english_train(smoke), tok)
+    model, tok = common.fresh_model(smoke)
+    return model, tok, tokenize_dataset(common.english_train(smoke), tok)
 
 
 def test_fine_tune_lowers_loss_and_calls_hooks(smoke):
@@ -53,17 +56,23 @@ def test_frozen_word_embeddings_stay_unchanged(smoke):
     assert torch.equal(before, model.get_input_embeddings().weight)
 
 
-def test_interrupted_run_resumes_from_its_checkpoint(smoke, tmp_path):
-    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-3)
-    model, tok, train = _tiny(smoke)
+def test_interrupted_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(smoke, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=2e-3)
+    initial, tok, train = _tiny(smoke)
+    assert initial.config.hidden_dropout_prob > 0  # so the random state of dropout has to be restored too
+    per_epoch = math.ceil(len(train) / cfg.batch_size)
+    every, stop_at = per_epoch + 2, per_epoch + 4  # checkpoint and interruption in the second epoch
+    straight = copy.deepcopy(initial)
+    straight_log = fine_tune(straight, train, cfg, tok.pad_token_id)
 
     class Stop(TrainHooks):
         def after_step(self, step, model):
-            if step == 5:
+            if step == stop_at:
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fine_tune(model, train, cfg, tok.pad_token_id, hooks=[Stop()], checkpoint_dir=tmp_path, checkpoint_every=4)
+        fine_tune(copy.deepcopy(initial), train, cfg, tok.pad_token_id, hooks=[Stop()], checkpoint_dir=tmp_path,
+                  checkpoint_every=every)
     assert (tmp_path / "progress.pt").exists()
     steps = []
 
@@ -71,5 +80,10 @@ def test_interrupted_run_resumes_from_its_checkpoint(smoke, tmp_path):
         def after_step(self, step, model):
             steps.append(step)
 
-    log = fine_tune(model, train, cfg, tok.pad_token_id, hooks=[Record()], checkpoint_dir=tmp_path, checkpoint_every=4)
-    assert steps[0] == 5 and log.steps == steps[-1]  # resumed after step 4, finished the epoch
+    resumed = copy.deepcopy(initial)  # a new process starts again from the initial model
+    log = fine_tune(resumed, train, cfg, tok.pad_token_id, hooks=[Record()], checkpoint_dir=tmp_path,
+                    checkpoint_every=every)
+    assert steps == list(range(every + 1, straight_log.steps + 1))
+    assert log.losses == straight_log.losses
+    expected = straight.state_dict()
+    assert [name for name, value in resumed.state_dict().items() if not torch.equal(expected[name], value)] == []

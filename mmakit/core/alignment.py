@@ -3,14 +3,14 @@ word's label, every other position gets -100 so the loss and the metric both wor
 from __future__ import annotations
 
 import hashlib
-import shutil
 from functools import lru_cache
 
+from accelerate import PartialState
 from datasets import Dataset, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 from mmakit.core.data import fingerprint
-from mmakit.core.paths import cache_root
+from mmakit.core.paths import atomic_path, cache_root
 
 IGNORE = -100
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -49,12 +49,10 @@ def tokenize_dataset(ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length
 
 def _cached(key: str, ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
     folder = cache_root() / "tokenized" / key
-    if not folder.exists():
-        tmp = folder.with_name(key + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        _encode_all(ds, tokenizer, max_length).save_to_disk(str(tmp))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+    with PartialState().main_process_first():  # under `accelerate launch` one process writes, the others read
+        if not folder.exists():
+            with atomic_path(folder) as tmp:
+                _encode_all(ds, tokenizer, max_length).save_to_disk(str(tmp))
     return _load(str(folder))
 
 

@@ -7,6 +7,7 @@ and line number, because a silent skip would change the evaluation.
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -56,7 +57,9 @@ class DataSourceError(RuntimeError):
 
 
 def _read_text(path: Path) -> str:
+    """The file's text: UTF-8 without a leading byte-order mark, else latin-1."""
     raw = path.read_bytes()
+    raw = raw.removeprefix(codecs.BOM_UTF8)  # it would otherwise stay glued to the first token
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -50,10 +51,33 @@ def score(true: list[list[str]], pred: list[list[str]]) -> dict:
 
 @dataclass
 class EvalSet:
-    """One language/split: the gold word tags and the tokenized sentences."""
+    """One language/split: the gold word tags and the tokenized sentences.
+
+    `max_length` is the sub-token limit the sentences were tokenized with (None: unknown, then
+    every word after the last one with a first sub-token counts as cut by truncation).
+    """
 
     gold: list[list[str]]
     tokenized: Dataset
+    max_length: int | None = None
+
+    @cached_property
+    def truncated(self) -> dict[str, int]:
+        """{"words": words past the truncation limit, "sentences": sentences that lost any}.
+
+        Those words get no prediction and are scored as "O". A sentence counts only when its
+        sub-tokens fill `max_length`, so a last word with no sub-token of its own (which the
+        tokenizer dropped, not the limit) is not taken for truncation.
+        """
+        words = sentences = 0
+        for gold, index, ids in zip(self.gold, self.tokenized["word_index"], self.tokenized["input_ids"]):
+            if self.max_length is not None and len(ids) < self.max_length:
+                continue
+            kept = max((w for w in index if w != IGNORE), default=-1) + 1
+            if kept < len(gold):
+                words += len(gold) - kept
+                sentences += 1
+        return {"words": words, "sentences": sentences}
 
     def predict(self, logits_fn: LogitsFn, pad_id: int, batch_size: int = 64) -> list[list[str]]:
         """Word-level tags: the argmax at each word's first sub-token; words cut by truncation get O."""
@@ -76,21 +100,29 @@ class EvalSuite:
         names = sets[next(iter(sets))].features["ner_tags"].feature.names
         self.pad_id = tokenizer.pad_token_id
         self.sets = {
-            key: EvalSet([[names[t] for t in tags] for tags in ds["ner_tags"]], tokenize_dataset(ds, tokenizer, max_length))
+            key: EvalSet([[names[t] for t in tags] for tags in ds["ner_tags"]], tokenize_dataset(ds, tokenizer, max_length),
+                         max_length)
             for key, ds in sets.items()
         }
 
     def evaluate(self, logits_fn: LogitsFn, keys: list[tuple[str, str]] | None = None, batch_size: int = 64) -> dict:
-        """{"f1": {lang: {split: f1}}, "detail": {lang: {split: score(...)}}} for the chosen sets."""
+        """F1, detail and truncation of the chosen sets.
+
+        {"f1": {lang: {split: f1}}, "detail": {lang: {split: score(...)}},
+        "truncated": {lang: {split: {"words": n, "sentences": k}}}}: the words past the
+        sub-token limit (scored as "O") and the sentences that lost any, per set.
+        """
         f1: dict = {}
         detail: dict = {}
+        truncated: dict = {}
         chosen = keys or list(self.sets)
         for lang, split in tqdm(chosen, desc="evaluate", unit="set", leave=False):
             s = self.sets[(lang, split)]
             result = score(s.gold, s.predict(logits_fn, self.pad_id, batch_size))
             f1.setdefault(lang, {})[split] = result["f1"]
             detail.setdefault(lang, {})[split] = result
-        return {"f1": f1, "detail": detail}
+            truncated.setdefault(lang, {})[split] = dict(s.truncated)
+        return {"f1": f1, "detail": detail, "truncated": truncated}
 
 
 def mls(f1: Mapping[str, Mapping[str, float]], reference: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -1,10 +1,12 @@
 """Where the study reads and writes: the repository, the cache of checkpoints and tokenized
-data, and atomic file writes (a reader never sees a half-written file)."""
+data, and atomic writes (a reader never sees a half-written file or directory)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +20,40 @@ def cache_root(path: str | Path | None = None) -> Path:
     return Path(chosen).expanduser()
 
 
-def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    """Write JSON via a temp file in the same directory and a rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """A temporary sibling of `final` (`<name>.tmp`) to write a file or a directory at.
+
+    When the block succeeds the temporary is moved onto `final` with os.replace (a directory
+    already at `final` is removed first); when it fails the temporary is removed. `final` is
+    thus never half-written. A temporary left by a crashed writer is cleared before the block;
+    the parent folder is created.
+    """
+    final = Path(final)
+    tmp = final.with_name(final.name + ".tmp")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove(tmp)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-        os.replace(tmp, path)
+        yield tmp
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the error that matters is the writer's
+            _remove(tmp)
         raise
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> Path:
+    """Write JSON through `atomic_path`: never a half-written file."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
     return path

@@ -10,7 +10,6 @@ runs on a laptop CPU, a GPU or several machines.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from transformers import PreTrainedModel
 from mmakit.core.batching import iterate, length_grouped_batches
 from mmakit.core.hardware import PRECISIONS, resolve_device
 from mmakit.core.models import freeze_word_embeddings
+from mmakit.core.paths import atomic_path
 
 SCHEDULES = ("linear", "constant")
 RUN_PRECISIONS = tuple(p for p in PRECISIONS if p != "auto")
@@ -118,12 +118,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _optimizer(model: PreTrainedModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
@@ -183,9 +177,9 @@ def fine_tune(
         optimizer, lambda s: lr_factor(s, total, warmup, cfg.restarts, cfg.schedule)
     )
     progress_file = Path(checkpoint_dir) / "progress.pt" if checkpoint_dir else None
-    step, losses = _resume(progress_file, model, optimizer, scheduler)
+    step, losses, before = _resume(progress_file, model, optimizer, scheduler, rank)
     wrapped, optimizer = acc.prepare(model, optimizer)  # the scheduler counts this process's steps itself
-    start, sentences = time.perf_counter(), 0
+    start, sentences = time.perf_counter() - before["seconds"], before["sentences"]
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not acc.is_main_process)
     while step < total:
         epoch, offset = divmod(step, steps_per_epoch)
@@ -199,7 +193,8 @@ def fine_tune(
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             if progress_file and step % checkpoint_every == 0 and step < total:
-                _save_progress(acc, progress_file, model, optimizer, scheduler, step, losses)
+                _save_progress(acc, progress_file, model, optimizer, scheduler, step, losses,
+                               {"seconds": time.perf_counter() - start, "sentences": sentences})
             if step >= total:
                 break
     bar.close()
@@ -212,28 +207,38 @@ def fine_tune(
 
 
 def _resume(progress_file: Path | None, model: PreTrainedModel, optimizer: torch.optim.Optimizer,
-            scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[int, list[float]]:
-    """Load an interrupted run's weights, optimizer, schedule and random state; (step, losses)."""
+            scheduler: torch.optim.lr_scheduler.LRScheduler, rank: int = 0) -> tuple[int, list[float], dict]:
+    """Load an interrupted run's weights, optimizer, schedule and this process's random state:
+    (step, losses, {"seconds", "sentences"} spent before the interruption)."""
     if not (progress_file and progress_file.exists()):
-        return 0, []
+        return 0, [], {"seconds": 0.0, "sentences": 0}
     state = torch.load(progress_file, weights_only=False, map_location="cpu")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    return state["step"], state["losses"]
+    rng = torch.load(_rng_file(progress_file, rank), weights_only=False)
+    torch.set_rng_state(rng["cpu"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return state["step"], state["losses"], state["spent"]
+
+
+def _rng_file(progress_file: Path, rank: int) -> Path:
+    return progress_file.with_name(f"rng-{rank}.pt")
 
 
 def _save_progress(acc: Accelerator, path: Path, model: PreTrainedModel, optimizer: torch.optim.Optimizer,
-                   scheduler: torch.optim.lr_scheduler.LRScheduler, step: int, losses: list[float]) -> None:
-    """The main process writes the resumable state; the others wait until it is on disk."""
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, step: int, losses: list[float],
+                   spent: dict) -> None:
+    """The main process writes weights, optimizer and schedule; every process writes its own
+    random state (CPU and CUDA: dropout draws differ per process); all wait until it is on disk."""
     if acc.is_main_process:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "step": step, "losses": losses, "rng": torch.get_rng_state()},
-            path,
-        )
+        with atomic_path(path) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "step": step, "losses": losses, "spent": spent}, tmp)
+    with atomic_path(_rng_file(path, acc.process_index)) as tmp:
+        torch.save({"cpu": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp)
     acc.wait_for_everyone()
 
 

@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from mmakit.report import paper, plots
+from mmakit.core import paper
+from mmakit.report import plots
 from mmakit.runtime import bench
 
 # Where the paper (mlbert) saw F1 start to fall, as its figure descriptions state it.

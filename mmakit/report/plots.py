@@ -7,8 +7,15 @@ from pathlib import Path
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from mmakit.study.records import results_root
+
+
+# Figures shown in a notebook carry plotly's mimetype (JupyterLab) and inline HTML with
+# plotly.js, so an executed notebook renders its figures in HTML offline (report.html).
+NOTEBOOK_RENDERER = "plotly_mimetype+notebook"
+pio.renderers.default = NOTEBOOK_RENDERER
 
 
 def save_figure(fig: go.Figure, name: str, folder: str | Path | None = None) -> list[Path]:

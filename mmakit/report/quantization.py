@@ -13,7 +13,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from mmakit.report import paper, tables
+from mmakit.core import paper
+from mmakit.report import tables
 from mmakit.techniques.quantization.pipeline import FP32
 
 PAPER_ROWS = {"dynamic": "dynamic", "static": "static", "qat": "qat", "data-free": "without data"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mmakit.report import paper
+from mmakit.core import paper
 
 F1_COLUMNS = ["es_dev", "es_test", "en_dev", "en_test", "nl_dev", "nl_test", "mls_dev", "mls_test"]
 

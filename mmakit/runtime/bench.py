@@ -20,7 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from mmakit.core.alignment import MODEL_INPUTS
 from mmakit.runtime import deepsparse_env
-from mmakit.runtime.export import session
+from mmakit.runtime.export import graph_inputs, session
 from mmakit.runtime.timing import timed_calls
 
 RUNTIMES = ("onnxruntime", "deepsparse")
@@ -65,7 +65,7 @@ class OrtRunner:
 
     def __init__(self, path: str | Path, inputs: Mapping[str, np.ndarray], config: BenchConfig):
         self.session = session(path, config.n_threads)
-        names = [i.name for i in self.session.get_inputs()]
+        names = graph_inputs(self.session)
         width = config.seq_len
         self.feeds = {}
         for batch in config.batches:

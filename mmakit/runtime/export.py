@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import inspect
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +21,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mmakit.core.alignment import MODEL_INPUTS
 from mmakit.core.evaluation import LogitsFn, torch_logits
 from mmakit.core.models import count_parameters
+from mmakit.core.paths import atomic_path
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 OPSET = 14
 
@@ -53,25 +57,19 @@ def export_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path
     leaves a half-written graph that a later run would take for a finished one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     names = input_names(model, tokenizer)
     sample = tokenizer([["Export", "me", "to", "ONNX", "."]] * 2, is_split_into_words=True, return_tensors="pt")
     args = tuple(sample[n] for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in (*names, "logits")}
     was_training = model.training
     model.eval()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".onnx.tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the graph from other users of the cache
     try:
-        with torch.no_grad():
+        with atomic_path(path) as tmp, torch.no_grad():
             torch.onnx.export(
-                _LogitsOnly(model, names), args, tmp, dynamo=False, opset_version=opset,
+                _LogitsOnly(model, names), args, str(tmp), dynamo=False, opset_version=opset,
                 input_names=names, output_names=["logits"], dynamic_axes=axes, do_constant_folding=True,
             )
-        os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
         model.train(was_training)
     return path
 
@@ -88,10 +86,22 @@ def session(path: str | Path, threads: int | None = None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def graph_inputs(graph: str | Path | ort.InferenceSession) -> list[str]:
+    """The names an ONNX graph is fed, in its order, initializers excluded: asked of an
+    onnxruntime session, or read from the file at `graph` (without its external data)."""
+    if hasattr(graph, "get_inputs"):
+        return [i.name for i in graph.get_inputs()]
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    initializers = {t.name for t in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in initializers]
+
+
 def onnx_logits(path: str | Path, threads: int | None = None) -> LogitsFn:
     """A logits function over an ONNX graph, for `EvalSuite.evaluate`: feeds only the graph's inputs."""
     sess = session(path, threads)
-    names = [i.name for i in sess.get_inputs()]
+    names = graph_inputs(sess)
 
     def run(batch: dict[str, torch.Tensor]) -> np.ndarray:
         feed = {n: batch[n].numpy().astype(np.int64) for n in names}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mmakit.core import data as data_mod
 from mmakit.core.models import ModelSpec, source_fingerprint
-from mmakit.core.paths import cache_root
+from mmakit.core.paths import atomic_path, cache_root
 from mmakit.core.train import TrainConfig, TrainLog, fine_tune
 from mmakit.study.code_version import code_version
 
@@ -39,13 +38,10 @@ def cache_key(spec: ModelSpec, train: Dataset, cfg: TrainConfig, max_length: int
 
 def save_atomically(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, final: Path, meta: dict) -> None:
     """Write model, tokenizer and metadata to `final` so it exists only when complete."""
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "mmakit.json").write_text(json.dumps(meta, indent=2, default=str))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    with atomic_path(final) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "mmakit.json").write_text(json.dumps(meta, indent=2, default=str))
 
 
 def load_meta(folder: Path) -> dict:

@@ -1,7 +1,8 @@
-"""Versions of the code that produces cached artefacts, part of every cache key.
+"""Versions of the code that produces cached artefacts and records, part of every cache key
+and of every record.
 
-A cached checkpoint is reused only if the code that made it is the code that would make it
-again. Each kind of artefact names the sources it depends on and an explicit version; the
+A cached checkpoint is reused, and a record counts as current, only if the code that made
+it is the code that would make it again. Each kind of artefact names the sources it depends on and an explicit version; the
 test suite hashes those sources and fails, naming the kind, when they changed without the
 hash below being updated, so whoever changes them decides: a change in behaviour bumps the
 version (every cached artefact of that kind is rebuilt), a pure refactor only records the
@@ -16,17 +17,33 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]  # mmakit/
 
-_FINE_TUNE = tuple(f"core/{m}" for m in ("train.py", "batching.py", "alignment.py", "models.py", "data.py"))
+def _files(folder: str, *names: str) -> tuple[str, ...]:
+    return tuple(f"{folder}/{n}.py" for n in names)
+
+
+_FINE_TUNE = _files("core", "train", "batching", "alignment", "models", "data", "hardware")
 SOURCES: dict[str, tuple[str, ...]] = {
+    # cached checkpoints
     "fine-tune": _FINE_TUNE,
-    "prune": (*_FINE_TUNE, "core/distillation.py", *(f"techniques/pruning/{m}" for m in (
-        "base.py", "config.py", "fisher.py", "gradients.py", "gradual.py", "magnitude.py", "masks.py",
-        "movement.py", "obs.py", "schedule.py", "scope.py"))),
+    "prune": (*_FINE_TUNE, "core/distillation.py", "techniques/selection.py", *_files(
+        "techniques/pruning", "base", "config", "fisher", "gradients", "gradual", "magnitude", "masks", "movement",
+        "obs", "schedule", "scope")),
+    # everything else a record's numbers depend on
+    "evaluate": _files("core", "evaluation", "data", "alignment", "batching"),
+    "heads": (*_files("techniques/heads", "anatomy", "masks", "pruner", "strategy"), "techniques/selection.py"),
+    "quantize": _files("techniques/quantization", "calibration", "pipeline", "ptq", "qat"),
+    "runtime": _files("runtime", "export", "bench", "timing", "deepsparse_env", "deepsparse_worker"),
+    "drivers": _files("study", "common", "baseline", "heads", "pruning", "quantization", "speed"),
 }
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
-    "fine-tune": (2, ""),
-    "prune": (2, ""),
+    "fine-tune": (2, "2930f6d5c5ce36f1"),
+    "prune": (2, "b77df3b496b37409"),
+    "evaluate": (1, "37c06c7629661c46"),
+    "heads": (1, "6a6835d008a6faa8"),
+    "quantize": (1, "5f3043432680915f"),
+    "runtime": (1, "326effe5f0f8dbcb"),
+    "drivers": (1, "272c7330178ffab8"),
 }
 
 
@@ -55,3 +72,8 @@ def code_version(kind: str) -> str:
     if kind not in VERSIONS:
         raise ValueError(f"unknown artefact kind {kind!r}; known: {', '.join(VERSIONS)}")
     return f"{kind}.v{VERSIONS[kind][0]}"
+
+
+def all_versions() -> dict[str, int]:
+    """Every kind's version: records carry them, and a record made under other versions is stale."""
+    return {kind: version for kind, (version, _) in VERSIONS.items()}

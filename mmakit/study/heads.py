@@ -24,10 +24,9 @@ from mmakit.core.data import sample
 from mmakit.core.evaluation import EvalSuite, torch_logits
 from mmakit.core.models import count_parameters
 from mmakit.core.train import fine_tune
-from mmakit.runtime import export
-from mmakit.study import baseline, speed
+from mmakit.runtime import bench, export
+from mmakit.study import common, speed
 from mmakit.study.params import Params
-from mmakit.study.records import make_record, now, write_record
 from mmakit.techniques.heads.anatomy import shape
 from mmakit.techniques.heads.pruner import HeadPruner, HeadPruningConfig
 
@@ -47,7 +46,7 @@ def run_name(P: Params) -> str:
 
 def importance_batches(P: Params, tokenizer: PreTrainedTokenizerBase) -> list[dict[str, torch.Tensor]]:
     """Labelled English training batches for the importance scores (`importance_samples` sentences)."""
-    data = tokenize_dataset(sample(baseline.english_train(P), P.importance_samples, P.seed), tokenizer, P.max_length)
+    data = tokenize_dataset(sample(common.english_train(P), P.importance_samples, P.seed), tokenizer, P.max_length)
     order = sorted_batches([len(x) for x in data["input_ids"]], P.batch_size)
     return list(iterate(data, order, tokenizer.pad_token_id))
 
@@ -72,7 +71,7 @@ def _point(pruner: HeadPruner, model: PreTrainedModel, suite: EvalSuite) -> dict
 
 def _retrain(P: Params, model: PreTrainedModel, data: Dataset, pad_id: int, iteration: int) -> dict:
     """`retrain` epochs of English fine-tuning of the pruned model (the profile's settings otherwise)."""
-    log = fine_tune(model, data, baseline.train_config(P, epochs=float(P.retrain)), pad_id,
+    log = fine_tune(model, data, common.train_config(P, epochs=float(P.retrain)), pad_id,
                     desc=f"retrain after iteration {iteration}")
     return {"steps": log.steps, "seconds": round(log.seconds, 2), "final_loss": log.losses[-1]}
 
@@ -89,13 +88,13 @@ def _export(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Pa
 def run(P: Params) -> dict:
     """Prune `P.model`'s fine-tuned baseline for `P.iterations` iterations (fewer if only one
     head per layer is left) and write the record."""
-    started, t0 = now(), time.perf_counter()
+    clock = common.RunClock()
     if float(P.get("retrain") or 0) < 0:
         raise ValueError(f"retrain={P.retrain!r} must be 0 (no retraining) or a positive number of epochs")
-    model, tokenizer, meta = baseline.fine_tuned(P)
+    model, tokenizer, meta = common.fine_tuned(P)
     pruner = HeadPruner(model, pruning_config(P))
-    batches, suite = importance_batches(P, tokenizer), baseline.curve_suite(P, tokenizer)
-    retrain_data = tokenize_dataset(baseline.english_train(P), tokenizer, P.max_length) if P.get("retrain") else None
+    batches, suite = importance_batches(P, tokenizer), common.curve_suite(P, tokenizer)
+    retrain_data = tokenize_dataset(common.english_train(P), tokenizer, P.max_length) if P.get("retrain") else None
     with tempfile.TemporaryDirectory(prefix="02_heads-") as tmp:
         curve = [_point(pruner, model, suite)]
         graphs = {graph_name(0): _export(model, tokenizer, Path(tmp) / "iter-00.onnx", batches[0], curve[0])}
@@ -113,30 +112,27 @@ def run(P: Params) -> dict:
                 path = Path(tmp) / f"{graph_name(i)}.onnx"
                 graphs[graph_name(i)] = _export(model, tokenizer, path, batches[0], curve[-1])
         throughput = _tag(benchmark(graphs, tokenizer, P), curve)
-    final = baseline.score(P, baseline.eval_suite(P, tokenizer), torch_logits(model))
-    record = make_record(
-        notebook=NOTEBOOK, run=run_name(P), profile=P.profile, model=P.model_spec().source,
-        technique={"method": f"heads-{P.strategy}", **pruner.cfg.to_dict(), "ffn_step": pruner.ffn_step,
-                   "iterations": pruner.iteration, "retrain_epochs": float(P.get("retrain") or 0),
-                   "importance_samples": P.importance_samples},
-        params=dict(P), f1=final["f1"], mls=final["mls"], mls_reference=final["mls_reference"],
-        curve=curve, throughput=throughput, sizes=curve[-1]["onnx"]["sizes"], heads_per_layer=pruner.heads_per_layer,
-        baseline=meta, started=started, seconds=time.perf_counter() - t0,
-    )
-    write_record(record, P.get("results_dir"))
-    return record
+    final = common.score(P, common.eval_suite(P, tokenizer), torch_logits(model))
+    technique = {"method": f"heads-{P.strategy}", **pruner.cfg.to_dict(), "ffn_step": pruner.ffn_step,
+                 "iterations": pruner.iteration, "retrain_epochs": float(P.get("retrain") or 0),
+                 "importance_samples": P.importance_samples}
+    return common.finish(P, common.result_record(
+        P, run_name(P), technique, final, clock, curve=curve, throughput=throughput, sizes=curve[-1]["onnx"]["sizes"],
+        heads_per_layer=pruner.heads_per_layer, baseline=meta,
+    ))
 
 
 def benchmark(graphs: dict[str, Path], tokenizer: PreTrainedTokenizerBase, P: Params) -> list[dict]:
     """Time the graphs in benchmark runs of the unpruned graph (the first) plus `bench_group`
     pruned ones: a run loads all its graphs at once (about 3 GB per me5-small graph with
-    deepsparse), and every ratio is taken within one run. Rows carry their `bench_run`."""
+    deepsparse), and every ratio is taken within one run. Rows carry their `bench_run` and
+    their speedup over the unpruned graph in onnxruntime of the same run."""
     dense, *pruned = graphs
     size = int(P.bench_group)
     rows = []
     for run, start in enumerate(range(0, max(1, len(pruned)), size)):
         chunk = {name: graphs[name] for name in (dense, *pruned[start : start + size])}
-        rows += [r | {"bench_run": run} for r in speed.benchmark(chunk, tokenizer, P)]
+        rows += [r | {"bench_run": run} for r in bench.speedups(speed.benchmark(chunk, tokenizer, P), dense)]
     return rows
 
 

@@ -124,17 +124,80 @@ def notebook_parameters(given: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in given.items() if not k.startswith("_") and k not in ("In", "Out") and isinstance(v, plain)}
 
 
+def list_valued(profile: Mapping[str, Any]) -> set[str]:
+    """The parameters that hold lists: the checked lists plus any the profile gives as a list."""
+    return set(POSITIVE_LISTS) | set(LISTS_OF) | {k for k, v in profile.items() if isinstance(v, list)}
+
+
+def _item_kind(key: str, example: Any) -> type | None:
+    """int or float where `key` is a list of numbers, None where its items stay as written."""
+    if key in POSITIVE_LISTS:
+        return int
+    if key in LISTS_OF or not isinstance(example, list) or not example:
+        return None
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in example):
+        return int
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in example):
+        return float
+    return None
+
+
+def _number(text: str, kind: type) -> Any:
+    """`text` as an int or float; an int list keeps a bad item as written so `validate` names it."""
+    try:
+        return int(text) if kind is int else float(text)
+    except ValueError:
+        if kind is float:
+            raise ValueError(f"{text!r} is not a number") from None
+        return text
+
+
+def as_list(key: str, value: Any, example: Any = None) -> Any:
+    """A list-valued parameter as papermill's -p gives it, read as a list.
+
+    `-p runtimes onnxruntime` gives one value, `-p batches 1,4` a comma-separated list,
+    `-p batches '[1, 4]'` a YAML/JSON list, `-p batches 4` a bare number and `-p quant_exclude ''`
+    an empty list. Items of a list of numbers (batches, seeds, or where `example`, the profile's
+    value, holds numbers) become ints or floats; a list given as a list is kept as it is.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    if not isinstance(value, str):
+        return value
+    kind = _item_kind(key, example)
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            items = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{key}={value!r} is not a valid list: {exc}") from None
+        if not isinstance(items, list):
+            raise ValueError(f"{key}={value!r} is not a valid list")
+    else:
+        items = [x.strip() for x in text.split(",")] if text else []
+        if any(not x for x in items):
+            raise ValueError(f"{key}={value!r} has an empty item; give one value or a comma-separated list")
+    if kind is None:
+        return items
+    try:
+        return [_number(x, kind) if isinstance(x, str) else x for x in items]
+    except ValueError as exc:
+        raise ValueError(f"{key}={value!r}: {exc}; each item must be a number") from None
+
+
 def resolve(given: Mapping[str, Any], notebook: str) -> Params:
     """The profile named by given['profile'] overlaid with every non-None parameter in `given`.
 
-    `given` is usually the notebook's `globals()` right after its parameters cell.
+    `given` is usually the notebook's `globals()` right after its parameters cell. A string
+    (or bare number) given for a list-valued parameter is read as a list first (`as_list`).
     """
     ours = notebook_parameters(given)
     profile = ours.get("profile") or "quick"
     base = load_profile(profile)
     merged = Params({k: None for k in ours})
     merged.update(base)
-    merged.update({k: v for k, v in ours.items() if v is not None})
+    lists = list_valued(base)
+    merged.update({k: as_list(k, v, base.get(k)) if k in lists else v for k, v in ours.items() if v is not None})
     merged["profile"] = base.get("profile", Path(str(profile)).stem)
     merged["notebook"] = notebook
     validate(merged)

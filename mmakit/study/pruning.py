@@ -28,7 +28,7 @@ from mmakit.core.data import LANGUAGES, load_split
 from mmakit.core.evaluation import mls, torch_logits
 from mmakit.core.paths import cache_root
 from mmakit.runtime import bench, export
-from mmakit.study import baseline, speed
+from mmakit.study import common, speed
 from mmakit.study.cache import cache_key, load_meta, save_atomically
 from mmakit.study.params import Params
 from mmakit.study.records import make_record, now, write_record
@@ -61,7 +61,7 @@ def run_name(P: Params) -> str:
 
 def curve_function(P: Params, tokenizer: PreTrainedTokenizerBase) -> CurveFn:
     """Dev F1 per language on `curve_eval_samples` sentences per language."""
-    suite = baseline.curve_suite(P, tokenizer)
+    suite = common.curve_suite(P, tokenizer)
     return lambda model: {lang: s["dev"] for lang, s in suite.evaluate(torch_logits(model))["f1"].items()}
 
 
@@ -69,11 +69,11 @@ def prune(P: Params) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokeni
     """(pruned, dense, tokenizer, meta): the fine-tuned baseline pruned by the run's settings,
     loaded from the cache when this exact run was done before. `meta` holds the curve, the
     per-step statistics (OBS seconds and memory), the sparsity report and the training log."""
-    dense, tokenizer, base = baseline.fine_tuned(P)
-    train = tokenize_dataset(baseline.english_train(P), tokenizer, P.max_length)
+    dense, tokenizer, base = common.fine_tuned(P)
+    train = tokenize_dataset(common.english_train(P), tokenizer, P.max_length)
     cfg = pruning_config(P)
     # the learning rate restarts at every pruning step (cyclic), so no warm-up ramp on top
-    train_cfg = baseline.train_config(P, lr=float(P.get("prune_lr") or P.lr), warmup_ratio=0.0)
+    train_cfg = common.train_config(P, lr=float(P.get("prune_lr") or P.lr), warmup_ratio=0.0)
     kd = {"temperature": float(P.temperature), "hardness": float(P.hardness)} if P.get("kd") else None
     extra = {"pruning": cfg.to_dict(), "baseline": base["key"], "kd": kd, "curve_eval_samples": P.get("curve_eval_samples")}
     key = cache_key(P.model_spec(), train, train_cfg, P.max_length, extra, kind="prune")
@@ -120,23 +120,17 @@ def technique(P: Params, mode: str, method: str, sparsity: float) -> dict:
 
 def run_gradual(P: Params) -> dict:
     """Gradual pruning to `sparsity`: score all six sets, time dense vs pruned, write the record."""
-    started, t0 = now(), time.perf_counter()
+    clock = common.RunClock()
     model, dense, tokenizer, meta = prune(P)
-    scored = baseline.score(P, baseline.eval_suite(P, tokenizer), torch_logits(model))
+    scored = common.score(P, common.eval_suite(P, tokenizer), torch_logits(model))
     dense_graph = Path(meta["baseline"]["checkpoint"]) / "model.onnx"  # written by 01_baselines, if it ran
     speed = deployed(P, {DENSE: dense, "pruned": model}, tokenizer, {DENSE: dense_graph})
-    record = make_record(
-        notebook=NOTEBOOK, run=run_name(P), profile=P.profile, model=P.model_spec().source,
-        technique=technique(P, "gradual", P.method, float(P.sparsity)), params=dict(P),
-        f1=scored["f1"], mls=scored["mls"], mls_reference=scored["mls_reference"],
-        per_type={lang: {s: d["per_type"] for s, d in splits.items()} for lang, splits in scored["detail"].items()},
+    return common.finish(P, common.result_record(
+        P, run_name(P), technique(P, "gradual", P.method, float(P.sparsity)), scored, clock,
         throughput=speed["throughput"], sizes=speed["sizes"]["pruned"], dense_sizes=speed["sizes"][DENSE],
         onnx_zeros=speed["onnx_zeros"], curve=meta["curve"], sparsity=meta["sparsity"], pruning_steps=meta["steps"],
         training=meta["training"], baseline=meta["baseline"], cache_key=meta["key"],
-        started=started, seconds=time.perf_counter() - t0,
-    )
-    write_record(record, P.get("results_dir"))
-    return record
+    ))
 
 
 def english_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, P: Params) -> float:
@@ -155,13 +149,13 @@ def english_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, P: 
 def run_one_shot(P: Params) -> list[dict]:
     """Prune the dense baseline once to each of `one_shot_sparsities` by each of
     `one_shot_methods`, without retraining; dev F1 per language and English loss; one record each."""
-    dense, tokenizer, base = baseline.fine_tuned(P)
-    suite = baseline.eval_suite(P, tokenizer)
+    dense, tokenizer, base = common.fine_tuned(P)
+    suite = common.eval_suite(P, tokenizer)
     keys = [(lang, "dev") for lang in LANGUAGES]
     dense_f1 = suite.evaluate(torch_logits(dense), keys)["f1"]
     dense_loss = english_loss(dense, tokenizer, P)
-    ref_name, ref = baseline.reference_f1(P)
-    train = tokenize_dataset(baseline.english_train(P), tokenizer, P.max_length)
+    ref_name, ref = common.reference_f1(P)
+    train = tokenize_dataset(common.english_train(P), tokenizer, P.max_length)
     records = []
     for method in P.one_shot_methods:
         for sparsity in P.one_shot_sparsities:

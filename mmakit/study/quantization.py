@@ -19,9 +19,8 @@ from mmakit.core.alignment import tokenize_dataset
 from mmakit.core.evaluation import ZERO_SHOT
 from mmakit.core.train import TrainHooks
 from mmakit.runtime import bench, export
-from mmakit.study import baseline, speed
+from mmakit.study import common, speed
 from mmakit.study.params import Params
-from mmakit.study.records import make_record, now, write_record
 from mmakit.techniques.quantization.pipeline import FP32, QATSpec, QuantResult, quantize
 from mmakit.techniques.quantization.ptq import QuantSettings
 
@@ -38,9 +37,9 @@ def settings(P: Params) -> QuantSettings:
 
 def qat_spec(P: Params, tokenizer: PreTrainedTokenizerBase, hooks: Sequence[TrainHooks] = ()) -> QATSpec:
     """QAT on English train: `qat_epochs` at `qat_lr`, otherwise the profile's fine-tuning settings."""
-    train = tokenize_dataset(baseline.english_train(P), tokenizer, P.max_length)
+    train = tokenize_dataset(common.english_train(P), tokenizer, P.max_length)
     # fp32: fake quantization mirrors onnxruntime's int8 arithmetic, which bf16 autocast would not
-    cfg = baseline.train_config(P, epochs=float(P.qat_epochs), lr=float(P.qat_lr), precision="fp32")
+    cfg = common.train_config(P, epochs=float(P.qat_epochs), lr=float(P.qat_lr), precision="fp32")
     return QATSpec(train, cfg, float(P.qat_freeze_ranges), tuple(hooks))
 
 
@@ -49,7 +48,7 @@ def quantize_model(P: Params, source: PreTrainedModel | Path, tokenizer: PreTrai
     """INT8 graph of `source` (a model, or an fp32 ONNX graph for the post-training methods) by
     `method`, with the run's settings; `hooks` join the QAT training loop (e.g. distillation)."""
     qat = qat_spec(P, tokenizer, hooks) if method == "qat" else None
-    return quantize(source, method, out, tokenizer, settings(P), calibration=baseline.english_train(P), qat=qat,
+    return quantize(source, method, out, tokenizer, settings(P), calibration=common.english_train(P), qat=qat,
                     max_length=P.max_length)
 
 
@@ -72,9 +71,9 @@ def mls_change(change: dict) -> dict:
 
 def run(P: Params) -> list[dict]:
     """Quantize `P.model`'s fine-tuned baseline by each of `P.quant_methods`; return the records (fp32 first)."""
-    started, t0 = now(), time.perf_counter()
-    model, tokenizer, meta = baseline.fine_tuned(P)
-    suite = baseline.eval_suite(P, tokenizer)
+    clock = common.RunClock()
+    model, tokenizer, meta = common.fine_tuned(P)
+    suite = common.eval_suite(P, tokenizer)
     graphs, scored, info, seconds = {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="05_quantization-") as tmp:
         graphs[FP32] = export.export_onnx(model, tokenizer, Path(tmp) / f"{FP32}.onnx")
@@ -84,7 +83,7 @@ def run(P: Params) -> list[dict]:
                 source = model if method == "qat" else graphs[FP32]
                 result = quantize_model(P, source, tokenizer, method, Path(tmp) / f"{method}.onnx")
                 graphs[method], info[method] = result.path, result.info
-            scored[method] = baseline.score(P, suite, export.onnx_logits(graphs[method], P.get("threads")))
+            scored[method] = common.score(P, suite, export.onnx_logits(graphs[method], P.get("threads")))
             seconds[method] = time.perf_counter() - start
         throughput = bench.speedups(speed.benchmark(graphs, tokenizer, P), FP32)
         sizes = {m: {"onnx_bytes": p.stat().st_size} for m, p in graphs.items()}
@@ -94,15 +93,11 @@ def run(P: Params) -> list[dict]:
         technique = {"method": method, "int8": method != FP32}
         if method != FP32:
             technique |= info[method]
-        records.append(make_record(
-            notebook=NOTEBOOK, run=f"{run_name(P)}-{method}", profile=P.profile, model=P.model_spec().source,
-            technique=technique, params=dict(P), f1=result["f1"], mls=result["mls"], mls_reference=result["mls_reference"],
-            f1_change_vs_fp32=change, mls_vs_fp32=mls_change(change),
-            per_type={lang: {s: d["per_type"] for s, d in splits.items()} for lang, splits in result["detail"].items()},
-            throughput=[r for r in throughput if r["model"] == method],
+        record = common.result_record(
+            P, f"{run_name(P)}-{method}", technique, result, clock, f1_change_vs_fp32=change,
+            mls_vs_fp32=mls_change(change), throughput=[r for r in throughput if r["model"] == method],
             sizes=sizes[method] | {"fp32_onnx_bytes": sizes[FP32]["onnx_bytes"]}, baseline=meta,
-            started=started, seconds=seconds[method], experiment_seconds=round(time.perf_counter() - t0, 1),
-        ))
-    for record in records:
-        write_record(record, P.get("results_dir"))
-    return records
+            experiment_seconds=round(clock.seconds, 1),
+        )
+        records.append(record | {"seconds": round(seconds[method], 2)})
+    return [common.finish(P, r) for r in records]

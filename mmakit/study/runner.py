@@ -1,23 +1,64 @@
-"""Run the study's notebooks in order with papermill, one profile, executed copies kept."""
+"""Run the study: every notebook over each of its experiment files, in dependency order,
+with papermill, skipping experiments whose records are current, so an interrupted study
+resumes where it stopped.
+
+An experiment is `params/experiments/<notebook>/<name>.yaml`: parameter values over the
+profile's. A notebook without experiment files runs once with the profile's defaults. The
+experiment's name reaches the notebook as the `experiment` parameter and every record
+keeps it, which is how the runner knows which records an experiment produced and whether
+they are current: same parameters as the experiment resolves to now, same code versions.
+"""
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmakit.study.records import REPO
+import yaml
+
+from mmakit.core.paths import REPO
+from mmakit.study.code_version import all_versions
+from mmakit.study.params import load_profile
+from mmakit.study.records import read_records
 
 NOTEBOOKS_DIR = REPO / "notebooks"
 EXECUTED_DIR = REPO / "outputs" / "notebooks"
 EXPERIMENTS_DIR = REPO / "params" / "experiments"
+ALWAYS_RUN = ("07_report",)  # reads every record: cheap, and stale as soon as any record changes
+# parameters that say where things are, not what a run computes
+LOCATION_PARAMS = ("results_dir", "cache_dir", "data_dir", "model_dir", "notebook", "fallback_data_dir")
 
 
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message names it and where its executed copy is."""
 
 
+@dataclass
+class Job:
+    """One papermill execution: a notebook with an experiment's values (or the defaults)."""
+
+    notebook: str
+    experiment: str | None
+    values: dict = field(default_factory=dict)
+    current: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.notebook}/{self.experiment}" if self.experiment else self.notebook
+
+    def output(self, out_dir: Path, profile: str) -> Path:
+        suffix = "".join(f".{x}" for x in (self.experiment, None if profile == "quick" else Path(profile).stem) if x)
+        return out_dir / f"{self.notebook}{suffix}.ipynb"
+
+    def parameters(self, profile: str, extra: dict | None = None) -> dict:
+        named = {"experiment": self.experiment} if self.experiment else {}
+        return {"profile": profile, **self.values, **named, **(extra or {})}
+
+
 def available() -> list[str]:
-    """Notebook names (without .ipynb) in study order."""
+    """Notebook names (without .ipynb) in study order, which is their dependency order."""
     return sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -33,23 +74,63 @@ def select(names: Sequence[str] | None) -> list[str]:
         if not match:
             raise ValueError(f"unknown notebook {name!r}; choose from {', '.join(known)}")
         chosen += match
-    return chosen
+    return sorted(set(chosen), key=known.index)
 
 
 def experiments(name: str) -> dict[str, dict]:
     """The experiment files of a notebook (params/experiments/<notebook>/*.yaml) by stem."""
-    import yaml
-
     return {p.stem: yaml.safe_load(p.read_text()) or {} for p in sorted((EXPERIMENTS_DIR / name).glob("*.yaml"))}
 
 
-def jobs(names: list[str], grid: bool) -> list[tuple[str, str | None, dict]]:
-    """(notebook, experiment name, parameters) to run: one per notebook, or one per experiment file."""
-    out: list[tuple[str, str | None, dict]] = []
-    for name in names:
-        grid_files = experiments(name) if grid else {}
-        out += [(name, stem, values) for stem, values in grid_files.items()] or [(name, None, {})]
+def is_current(record: dict, job: Job, profile: str) -> bool:
+    """Whether `record` is what `job` would write now: same parameters where both define them
+    (the profile's values overlaid with the experiment's), same code versions."""
+    if record.get("code_versions") != all_versions() or record.get("profile") != load_profile(profile).get("profile"):
+        return False
+    expected = load_profile(profile) | job.values
+    ran = record.get("params", {})
+    return all(ran.get(k) == v for k, v in expected.items() if k not in LOCATION_PARAMS and k in ran)
+
+
+def plan(profile: str, names: Sequence[str] | None = None, use_experiments: bool = True, force: bool = False,
+         results_dir: str | Path | None = None) -> list[Job]:
+    """The jobs of a study run in order, each marked `current` when its records are up to date
+    (never with `force`, never for notebooks in ALWAYS_RUN)."""
+    jobs = []
+    for name in select(names):
+        files = experiments(name) if use_experiments else {}
+        batch = [Job(name, stem, values) for stem, values in files.items()] or [Job(name, None)]
+        records = read_records(results_dir, name)
+        for job in batch:
+            mine = [r for r in records if r.get("params", {}).get("experiment") == job.experiment]
+            job.current = (not force and job.experiment is not None and name not in ALWAYS_RUN
+                           and bool(mine) and all(is_current(r, job, profile) for r in mine))
+        jobs += batch
+    return jobs
+
+
+def orphans(profile: str, results_dir: str | Path | None = None) -> list[str]:
+    """Records of `profile` that no experiment file produces (never silently kept: the study
+    reports them so they are regenerated or removed)."""
+    out = []
+    known_profile = load_profile(profile).get("profile")
+    for name in available():
+        stems = set(experiments(name))
+        for r in read_records(results_dir, name):
+            if r.get("profile") == known_profile and r.get("params", {}).get("experiment") not in stems:
+                out.append(f"{name}/{r['run']}")
     return out
+
+
+def command(job: Job, profile: str, out_dir: Path | None = None) -> str:
+    """The papermill command line of a job, to hand to another scheduler or machine."""
+    target = job.output(Path(out_dir or EXECUTED_DIR), profile)
+    parts = ["papermill", str(NOTEBOOKS_DIR.relative_to(REPO) / f"{job.notebook}.ipynb"),
+             str(target.relative_to(REPO) if target.is_relative_to(REPO) else target), "-p", "profile", profile]
+    if job.experiment:
+        parts += ["-f", str((EXPERIMENTS_DIR / job.notebook / f"{job.experiment}.yaml").relative_to(REPO)),
+                  "-p", "experiment", job.experiment]
+    return " ".join(shlex.quote(p) for p in parts) + " --cwd notebooks"
 
 
 def run_notebooks(
@@ -57,32 +138,33 @@ def run_notebooks(
     names: Sequence[str] | None = None,
     parameters: dict | None = None,
     out_dir: str | Path | None = None,
-    grid: bool = False,
+    use_experiments: bool = False,
+    force: bool = False,
 ) -> list[Path]:
-    """Execute each notebook with `profile` (and extra parameters); stop at the first failure.
-
-    With `grid`, a notebook that has experiment files runs once per file (its values under
-    the extra parameters), e.g. the Table 3 grid of 03_obs.
-    """
+    """Execute the planned jobs with `profile` (plus extra parameters), skipping current ones;
+    stop at the first failure. Returns the executed notebooks written."""
     import papermill as pm
 
     out = Path(out_dir or EXECUTED_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    todo = jobs(select(names), grid)
-    for i, (name, experiment, values) in enumerate(todo, 1):
-        suffix = "".join(f".{x}" for x in (experiment, None if profile == "quick" else Path(profile).stem) if x)
-        target = out / f"{name}{suffix}.ipynb"
-        print(f"[{i}/{len(todo)}] {name} {experiment or ''} (profile {profile}) -> {target}", flush=True)
+    results_dir = (parameters or {}).get("results_dir")
+    todo = plan(profile, names, use_experiments, force, results_dir)
+    written, start_all = [], time.perf_counter()
+    for i, job in enumerate(todo, 1):
+        if job.current:
+            print(f"[{i}/{len(todo)}] {job.label}: current, skipped (--force re-runs it)", flush=True)
+            continue
+        target = job.output(out, profile)
+        print(f"[{i}/{len(todo)}] {job.label} (profile {profile}) -> {target}", flush=True)
         start = time.perf_counter()
         try:
-            pm.execute_notebook(
-                NOTEBOOKS_DIR / f"{name}.ipynb", target, parameters={"profile": profile, **values, **(parameters or {})},
-                cwd=str(NOTEBOOKS_DIR), progress_bar=True,
-            )
+            pm.execute_notebook(NOTEBOOKS_DIR / f"{job.notebook}.ipynb", target,
+                                parameters=job.parameters(profile, parameters), cwd=str(NOTEBOOKS_DIR),
+                                progress_bar=True)
         except pm.PapermillExecutionError as exc:
-            raise NotebookFailed(f"{name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+            raise NotebookFailed(f"{job.label} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
                                  f"executed copy with the traceback: {target}") from exc
-        print(f"    done in {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"    done in {time.perf_counter() - start:.0f} s (study so far {time.perf_counter() - start_all:.0f} s)",
+              flush=True)
         written.append(target)
     return written

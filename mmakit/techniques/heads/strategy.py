@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
+from mmakit.techniques.selection import lowest
+
 STRATEGIES = ("importance", "uniform")
 
 
@@ -20,10 +22,9 @@ def normalize_per_layer(scores: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [s / (s.norm(p=2) + 1e-20) for s in scores]
 
 
-def lowest(scores: torch.Tensor, k: int) -> list[int]:
+def _lowest_positions(scores: torch.Tensor, k: int) -> list[int]:
     """Positions of the k lowest scores (ties broken by position), ascending."""
-    order = sorted(range(len(scores)), key=lambda i: (float(scores[i]), i))
-    return sorted(order[:k])
+    return torch.nonzero(lowest(scores, k)).flatten().tolist()
 
 
 def importance_plan(scores: Sequence[torch.Tensor], n: int) -> list[list[int]]:
@@ -47,9 +48,9 @@ def uniform_plan(scores: Sequence[torch.Tensor], per_layer: int) -> list[list[in
     if any(len(s) <= per_layer for s in scores):
         raise ValueError(f"cannot remove {per_layer} heads from every layer: some layer has only "
                          f"{min(len(s) for s in scores)} left and must keep one")
-    return [lowest(s, per_layer) for s in scores]
+    return [_lowest_positions(s, per_layer) for s in scores]
 
 
 def neuron_plan(scores: Sequence[torch.Tensor], targets: Sequence[int]) -> list[list[int]]:
     """The lowest-scoring neurons of each layer, enough to bring it down to its target size."""
-    return [lowest(s, max(0, len(s) - t)) for s, t in zip(scores, targets)]
+    return [_lowest_positions(s, max(0, len(s) - t)) for s, t in zip(scores, targets)]

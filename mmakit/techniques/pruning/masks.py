@@ -13,18 +13,7 @@ import torch
 from torch import nn
 
 from mmakit.techniques.pruning.scope import layer_of
-
-
-def lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
-    """Boolean selection of exactly `count` lowest entries of a 1-d tensor; ties go to the earlier index."""
-    chosen = torch.zeros(scores.shape, dtype=torch.bool)
-    if count <= 0:
-        return chosen
-    threshold = torch.kthvalue(scores, count).values
-    chosen = scores < threshold
-    ties = torch.nonzero(scores == threshold).squeeze(1)
-    chosen[ties[: count - int(chosen.sum())]] = True
-    return chosen
+from mmakit.techniques.selection import lowest
 
 
 class Masks:

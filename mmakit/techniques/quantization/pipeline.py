@@ -102,15 +102,11 @@ def quantize(
                 info = quantize_dynamic_graph(fp32, out, settings)
             else:
                 data = _calibration_data(method, tokenizer, settings, calibration, max_length)
-                reader = BatchReader(data, _graph_inputs(fp32), tokenizer.pad_token_id, settings.batch_size,
+                reader = BatchReader(data, export.graph_inputs(fp32), tokenizer.pad_token_id, settings.batch_size,
                                      desc=f"calibrate ({method})")
                 info = quantize_static_graph(fp32, out, settings, reader=reader)
     info = {"method": method, "settings": settings.to_dict(), "seconds": round(time.perf_counter() - start, 1)} | info
     return QuantResult(out, method, info)
-
-
-def _graph_inputs(path: Path) -> list[str]:
-    return [i.name for i in onnx.load(path, load_external_data=False).graph.input]
 
 
 def _calibration_data(method: str, tokenizer: PreTrainedTokenizerBase, settings: QuantSettings,

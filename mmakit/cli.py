@@ -24,26 +24,38 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="quick", help="smoke | quick | paper, or a YAML path (default quick)")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="a parameter override passed to every notebook (YAML value)")
-    p.add_argument("--grid", action="store_true",
-                   help="run a notebook once per file in params/experiments/<notebook>/ (e.g. 03's Table 3 grid)")
+    p.add_argument("--defaults", action="store_true",
+                   help="run each notebook once with the profile's defaults instead of over its experiment files")
+    p.add_argument("--force", action="store_true", help="re-run experiments whose records are current")
+    p.add_argument("--list", action="store_true",
+                   help="print the papermill command of every job (and whether it is current) instead of running")
     p.add_argument("--out", default=None, help="folder for executed notebooks (default outputs/notebooks)")
 
 
 def _run(args: argparse.Namespace) -> int:
     import yaml
 
-    from mmakit.study.runner import NotebookFailed, run_notebooks
+    from mmakit.study import runner
 
     overrides = {name: yaml.safe_load(value) for name, value in args.param}
     try:
-        run_notebooks(args.profile, args.notebooks, overrides, args.out, grid=args.grid)
-    except (NotebookFailed, ValueError) as exc:
+        if args.list:
+            for job in runner.plan(args.profile, args.notebooks, not args.defaults, args.force):
+                print(("# current: " if job.current else "") + runner.command(job, args.profile, args.out))
+        else:
+            runner.run_notebooks(args.profile, args.notebooks, overrides, args.out, not args.defaults, args.force)
+    except (runner.NotebookFailed, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    stray = runner.orphans(args.profile)
+    if stray:
+        print(f"{len(stray)} records of the {args.profile} profile come from no experiment file (regenerate or remove "
+              f"them): {', '.join(stray)}", file=sys.stderr)
     return 0
 
 
-register("run", "execute the notebooks with papermill, in order, stopping at the first failure", _configure_run, _run)
+register("run", "run the study: each notebook over its experiment files, in order, skipping current ones",
+         _configure_run, _run)
 
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:
@@ -92,10 +104,70 @@ def _setup_deepsparse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_fine_tune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="quick", help="smoke | quick | paper, or a YAML path (default quick)")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter override (YAML value), e.g. -p epochs 2 -p precision bf16")
+    p.add_argument("--model", default=None, help="which of the profile's models (default its `model`)")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default the profile's baseline_seed)")
+
+
+def _fine_tune(args: argparse.Namespace) -> int:
+    """Train (or load from the cache) one baseline. Under `accelerate launch` / torchrun every
+    process runs this; they train together and the main process saves and prints."""
+    import yaml
+    from accelerate import PartialState
+
+    from mmakit.core.hardware import resolve_device
+    from mmakit.study import common, params
+
+    overrides = {name: yaml.safe_load(value) for name, value in args.param}
+    try:
+        P = params.resolve({**overrides, "profile": args.profile}, "fine-tune")
+        device = resolve_device(P.get("device") or "auto")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    common.setup(P)
+    _, _, meta = common.fine_tuned(P, args.model, seed=args.seed)
+    state = PartialState(cpu=device == "cpu")  # the state training used (or, on a cache hit, the launcher's)
+    if state.is_main_process:
+        print(f"checkpoint: {meta['checkpoint']}")
+        for key in ("precision", "device", "processes", "steps"):
+            print(f"{key}: {meta.get(key)}")
+        seconds, rate = meta.get("train_seconds"), meta.get("train_sentences_per_s")
+        if seconds is not None:
+            print(f"train_seconds: {seconds:.1f}  sentences/s: {rate:.1f}  (of the run that made the checkpoint)")
+        if state.num_processes != meta.get("processes"):
+            print(f"note: cache hit, trained by {meta.get('processes')} process(es); this launch has "
+                  f"{state.num_processes}", flush=True)
+    return 0
+
+
+register("fine-tune", "fine-tune (or load from the cache) a profile's baseline and print its checkpoint; "
+         "works under `accelerate launch` / torchrun", _configure_fine_tune, _fine_tune)
 register("bench", "items/s of an ONNX model in onnxruntime and deepsparse; prints a table, writes a JSON record",
          _configure_bench, _bench)
 register("setup-deepsparse", "create deepsparse's own virtual environment (pinned deepsparse 1.8.0, Python 3.8-3.11)",
          _configure_setup_deepsparse, _setup_deepsparse)
+
+
+def _configure_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("notebooks", nargs="*", help="executed notebooks (default: every one in outputs/notebooks)")
+    p.add_argument("--out", default=None, help="folder for the HTML pages (default outputs/html)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from mmakit.report import html
+    from mmakit.study.runner import EXECUTED_DIR
+
+    paths = args.notebooks or sorted(EXECUTED_DIR.glob("*.ipynb"))
+    for path in paths:
+        print(html.render(path, args.out))
+    return 0 if paths else 1
+
+
+register("report", "render executed notebooks to self-contained HTML pages (outputs/html)", _configure_report, _report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,154 @@
+"""The study's starting point for every notebook: data, the cached fine-tuned baseline, and
+scoring against the mls reference, driven by resolved parameters."""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import torch
+from datasets import Dataset
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from mmakit.core import paper
+from mmakit.core.alignment import tokenize_dataset
+from mmakit.core.data import load_eval_sets, load_split, sample
+from mmakit.core.evaluation import EvalSuite, LogitsFn, mls
+from mmakit.core.hardware import resolve_precision
+from mmakit.core.models import load_token_classifier
+from mmakit.core.train import TrainConfig
+from mmakit.study import provenance
+from mmakit.study.cache import cache_key, cached_fine_tune
+from mmakit.study.params import Params
+from mmakit.study.records import make_record, now, read_records, write_record
+
+
+def setup(P: Params) -> None:
+    """Process-wide settings of a run (torch threads), then the run's environment is captured."""
+    if P.get("threads"):
+        torch.set_num_threads(int(P.threads))
+    provenance.start_run(P.get("precision"), P.get("device"))
+
+
+def precision(P: Params) -> str:
+    """The training precision the run's `precision` parameter resolves to on this machine."""
+    return resolve_precision(P.get("precision") or "fp32", P.get("device") or "auto")
+
+
+def train_config(P: Params, **overrides: object) -> TrainConfig:
+    """The fine-tuning settings of the profile, with per-call overrides."""
+    cfg = dict(
+        epochs=P.epochs, lr=P.lr, batch_size=P.batch_size, seed=P.seed, weight_decay=P.weight_decay,
+        warmup_ratio=P.warmup_ratio, schedule=P.lr_schedule, freeze_word_embeddings=P.freeze_word_embeddings,
+        precision=precision(P),
+    )
+    return TrainConfig(**(cfg | overrides))
+
+
+def english_train(P: Params) -> Dataset:
+    return _english_train(P.get("data_dir"), P.get("max_train_samples"))
+
+
+@lru_cache(maxsize=2)
+def _english_train(data_dir: str | None, max_samples: int | None) -> Dataset:
+    return load_split("en", "train", data_dir, max_samples)
+
+
+def eval_suite(P: Params, tokenizer: PreTrainedTokenizerBase) -> EvalSuite:
+    """Every language x evaluation split of the profile, tokenized for `tokenizer`."""
+    sets = load_eval_sets(splits=P.eval_splits, data_dir=P.get("data_dir"), max_samples=P.get("max_eval_samples"))
+    return EvalSuite(sets, tokenizer, P.max_length)
+
+
+def curve_suite(P: Params, tokenizer: PreTrainedTokenizerBase) -> EvalSuite:
+    """Dev sets of every language, each a seeded subset of `curve_eval_samples` sentences:
+    the cheap evaluation repeated along a pruning curve (full sets are scored at the end)."""
+    sets = load_eval_sets(splits=("dev",), data_dir=P.get("data_dir"), max_samples=P.get("max_eval_samples"))
+    n = P.get("curve_eval_samples")
+    return EvalSuite({k: sample(ds, n, P.seed) for k, ds in sets.items()}, tokenizer, P.max_length)
+
+
+def fresh_model(P: Params, name: str | None = None, seed: int | None = None
+                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The pre-trained encoder of `name` with a new token-classification head drawn with `seed`."""
+    spec = P.model_spec(name)
+    return load_token_classifier(spec, english_train(P)["tokens"], seed=P.seed if seed is None else seed)
+
+
+def fine_tuned(P: Params, name: str | None = None, seed: int | None = None
+               ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
+    """The fine-tuned baseline of `name` trained with `seed` (default: the `baseline_seed`
+    parameter, else `seed`), trained once and then loaded from the cache. Techniques start from
+    a fixed seed's checkpoint, never from the best of several.
+
+    Returns model, tokenizer and the cache metadata (key, training time, speed, provenance).
+    """
+    spec = P.model_spec(name)
+    seed = int(seed if seed is not None else P.get("baseline_seed") or P.seed)
+    model, tokenizer = fresh_model(P, name, seed)
+    train = tokenize_dataset(english_train(P), tokenizer, P.max_length)
+    cfg = train_config(P, seed=seed)
+    key = cache_key(spec, train, cfg, P.max_length)
+    folder, meta = cached_fine_tune(key, model, tokenizer, train, cfg, P.get("cache_dir"),
+                                    desc=f"fine-tune {spec.name} seed {seed}", device=P.get("device") or "auto",
+                                    provenance=provenance.run_environment())
+    model = AutoModelForTokenClassification.from_pretrained(folder).eval()
+    return model, AutoTokenizer.from_pretrained(folder), meta | {"checkpoint": str(folder)}
+
+
+def reference_f1(P: Params) -> tuple[str, dict]:
+    """The mls reference named by the `reference` parameter: "paper" (the paper's mlbert row)
+    or the run name of one of our 01_baselines records."""
+    ref = P.get("reference") or "paper"
+    if ref == "paper":
+        return "paper mlbert (table 1)", paper.mlbert_reference()
+    for record in read_records(P.get("results_dir"), "01_baselines"):
+        if record["run"] == ref:
+            return f"01_baselines/{ref}", record["f1"]
+    raise ValueError(f"reference {ref!r} is neither 'paper' nor the run name of a 01_baselines record")
+
+
+def score(P: Params, suite: EvalSuite, logits_fn: LogitsFn) -> dict:
+    """F1 per language and split, per-type detail, and mls against the run's reference."""
+    result = suite.evaluate(logits_fn)
+    ref_name, ref = reference_f1(P)
+    return result | {"mls": mls(result["f1"], ref), "mls_reference": ref_name}
+
+
+class RunClock:
+    """When a run started (for its record) and how long it has taken."""
+
+    def __init__(self) -> None:
+        self.started, self._t0 = now(), time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._t0
+
+
+def per_type(scored: dict) -> dict:
+    """Per-entity-type F1 by language and split from `score`'s detail."""
+    return {lang: {split: d["per_type"] for split, d in splits.items()} for lang, splits in scored["detail"].items()}
+
+
+def result_record(P: Params, run: str, technique: dict, scored: dict, clock: RunClock, model: str | None = None,
+                  **extra: object) -> dict:
+    """The record every driver writes for a scored model: the contract's fields from the run's
+    parameters and `score`'s result (F1, mls, per-type F1, words lost to truncation), plus
+    `extra`; `model` names the profile model it started from (default: the `model` parameter)."""
+    return make_record(
+        notebook=P.notebook, run=run, profile=P.profile, model=P.model_spec(model).source, technique=technique,
+        params=dict(P), f1=scored["f1"], mls=scored["mls"], mls_reference=scored["mls_reference"],
+        per_type=per_type(scored), truncated=scored.get("truncated"), started=clock.started, seconds=clock.seconds,
+        **extra,
+    )
+
+
+def finish(P: Params, record: dict) -> dict:
+    """Write `record` where the run's results go and return it."""
+    write_record(record, P.get("results_dir"))
+    return record
