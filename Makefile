@@ -10,13 +10,16 @@ ifneq ($(wildcard $(SHARED)/data),)
 export MMAKIT_DATA_DIR ?= $(abspath $(SHARED)/data)
 endif
 
-.PHONY: help setup deepsparse model study test
+.PHONY: help setup deepsparse model study test report images
 
 help:
 	@echo "make study   set up, build the offline model, run every notebook on the quick profile"
 	@echo "make test    set up and run the test suite (smoke profile, 1 thread)"
 	@echo "make setup   the main virtual environment only ($(VENV))"
 	@echo "make deepsparse   deepsparse's own environment (.venv-deepsparse)"
+	@echo "make report  render the executed notebooks (outputs/notebooks) to HTML in outputs/html"
+	@echo "make images  install Chromium (root, apt) so figures are also written as PNG"
+	@echo "python -m mmakit run --list   the study's papermill commands, and which are current"
 	@echo "variables: PROFILE=$(PROFILE) NOTEBOOKS='03 05' MMAKIT_DATA_DIR=$(MMAKIT_DATA_DIR)"
 
 $(VENV)/.installed: pyproject.toml
@@ -37,6 +40,15 @@ model: $(ME5_DIR)/model.safetensors
 
 study: setup deepsparse model
 	$(PY) -m mmakit run --profile $(PROFILE) $(NOTEBOOKS)
+	$(PY) -m mmakit report
+
+report: setup
+	$(PY) -m mmakit report
+
+images:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && apt-get install -y -q chromium; \
+	else echo "make images needs root and apt-get (Debian's chromium package); HTML figures need nothing"; fi
 
 test: setup deepsparse
 	$(PY) -m pytest -q

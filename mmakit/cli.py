@@ -128,9 +128,11 @@ def _fine_tune(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # Join the launcher's processes first, on the run's device: a later bare PartialState() (the
+    # tokenized-data cache) would otherwise fix a CPU-only torchrun launch as N separate runs.
+    state = PartialState(cpu=device == "cpu")
     common.setup(P)
     _, _, meta = common.fine_tuned(P, args.model, seed=args.seed)
-    state = PartialState(cpu=device == "cpu")  # the state training used (or, on a cache hit, the launcher's)
     if state.is_main_process:
         print(f"checkpoint: {meta['checkpoint']}")
         for key in ("precision", "device", "processes", "steps"):

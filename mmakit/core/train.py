@@ -127,9 +127,12 @@ def _optimizer(model: PreTrainedModel, cfg: TrainConfig) -> torch.optim.Optimize
 
 
 def _batches_for_epoch(ds: Dataset, cfg: TrainConfig, epoch: int, rank: int = 0, processes: int = 1) -> list[list[int]]:
-    """This process's share of an epoch's length-grouped batches (every process draws the same order)."""
+    """This process's share of an epoch's length-grouped batches (every process draws the same
+    order; the last share is padded as DistributedSampler does, or the processes fall out of step)."""
     lengths = [len(x) for x in ds["input_ids"]]
-    return length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed * 1000 + epoch)[rank::processes]
+    batches = length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed * 1000 + epoch)
+    short = -len(batches) % processes  # pad with the first batches so every process takes as many steps
+    return (batches + batches[:short])[rank::processes]
 
 
 def make_accelerator(precision: str, device: str = "auto") -> Accelerator:
@@ -177,8 +180,10 @@ def fine_tune(
         optimizer, lambda s: lr_factor(s, total, warmup, cfg.restarts, cfg.schedule)
     )
     progress_file = Path(checkpoint_dir) / "progress.pt" if checkpoint_dir else None
-    step, losses, before = _resume(progress_file, model, optimizer, scheduler, rank)
+    step, losses, before = _resume(progress_file, model, optimizer, scheduler, rank, processes)
     wrapped, optimizer = acc.prepare(model, optimizer)  # the scheduler counts this process's steps itself
+    if processes > 1 and step == 0:
+        torch.manual_seed(cfg.seed * 1000 + rank)  # same initial weights everywhere, different dropout per process
     start, sentences = time.perf_counter() - before["seconds"], before["sentences"]
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not acc.is_main_process)
     while step < total:
@@ -207,12 +212,16 @@ def fine_tune(
 
 
 def _resume(progress_file: Path | None, model: PreTrainedModel, optimizer: torch.optim.Optimizer,
-            scheduler: torch.optim.lr_scheduler.LRScheduler, rank: int = 0) -> tuple[int, list[float], dict]:
+            scheduler: torch.optim.lr_scheduler.LRScheduler, rank: int = 0, processes: int = 1
+            ) -> tuple[int, list[float], dict]:
     """Load an interrupted run's weights, optimizer, schedule and this process's random state:
     (step, losses, {"seconds", "sentences"} spent before the interruption)."""
     if not (progress_file and progress_file.exists()):
         return 0, [], {"seconds": 0.0, "sentences": 0}
     state = torch.load(progress_file, weights_only=False, map_location="cpu")
+    if state["processes"] != processes:
+        raise RuntimeError(f"{progress_file} was saved by {state['processes']} process(es), this run has {processes}: "
+                           "resume with the same number or delete the folder to start over")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -235,7 +244,8 @@ def _save_progress(acc: Accelerator, path: Path, model: PreTrainedModel, optimiz
     if acc.is_main_process:
         with atomic_path(path) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "step": step, "losses": losses, "spent": spent}, tmp)
+                        "scheduler": scheduler.state_dict(), "step": step, "losses": losses, "spent": spent,
+                        "processes": acc.num_processes}, tmp)
     with atomic_path(_rng_file(path, acc.process_index)) as tmp:
         torch.save({"cpu": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp)

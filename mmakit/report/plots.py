@@ -11,7 +11,6 @@ import plotly.io as pio
 
 from mmakit.study.records import results_root
 
-
 # Figures shown in a notebook carry plotly's mimetype (JupyterLab) and inline HTML with
 # plotly.js, so an executed notebook renders its figures in HTML offline (report.html).
 NOTEBOOK_RENDERER = "plotly_mimetype+notebook"

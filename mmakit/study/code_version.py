@@ -37,13 +37,13 @@ SOURCES: dict[str, tuple[str, ...]] = {
 }
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
-    "fine-tune": (2, "2930f6d5c5ce36f1"),
-    "prune": (2, "b77df3b496b37409"),
+    "fine-tune": (2, "520f5cbfc53dd5ab"),
+    "prune": (2, "e35e0b2cac80865c"),
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),
     "quantize": (1, "5f3043432680915f"),
     "runtime": (1, "326effe5f0f8dbcb"),
-    "drivers": (1, "272c7330178ffab8"),
+    "drivers": (1, "17e8aaa5a573cbe9"),
 }
 
 

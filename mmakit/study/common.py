@@ -6,6 +6,7 @@ import time
 from functools import lru_cache
 
 import torch
+from accelerate import PartialState
 from datasets import Dataset
 from transformers import (
     AutoModelForTokenClassification,
@@ -18,7 +19,7 @@ from mmakit.core import paper
 from mmakit.core.alignment import tokenize_dataset
 from mmakit.core.data import load_eval_sets, load_split, sample
 from mmakit.core.evaluation import EvalSuite, LogitsFn, mls
-from mmakit.core.hardware import resolve_precision
+from mmakit.core.hardware import resolve_device, resolve_precision
 from mmakit.core.models import load_token_classifier
 from mmakit.core.train import TrainConfig
 from mmakit.study import provenance
@@ -31,6 +32,8 @@ def setup(P: Params) -> None:
     """Process-wide settings of a run (torch threads), then the run's environment is captured."""
     if P.get("threads"):
         torch.set_num_threads(int(P.threads))
+    # join a launcher's process group on the run's device before anything else asks for the state
+    PartialState(cpu=resolve_device(P.get("device") or "auto") == "cpu")
     provenance.start_run(P.get("precision"), P.get("device"))
 
 
@@ -92,7 +95,8 @@ def fine_tuned(P: Params, name: str | None = None, seed: int | None = None
     model, tokenizer = fresh_model(P, name, seed)
     train = tokenize_dataset(english_train(P), tokenizer, P.max_length)
     cfg = train_config(P, seed=seed)
-    key = cache_key(spec, train, cfg, P.max_length)
+    processes = PartialState().num_processes  # several processes train a different schedule
+    key = cache_key(spec, train, cfg, P.max_length, extra={"processes": processes} if processes > 1 else None)
     folder, meta = cached_fine_tune(key, model, tokenizer, train, cfg, P.get("cache_dir"),
                                     desc=f"fine-tune {spec.name} seed {seed}", device=P.get("device") or "auto",
                                     provenance=provenance.run_environment())

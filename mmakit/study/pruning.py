@@ -28,7 +28,7 @@ from mmakit.core.data import LANGUAGES, load_split
 from mmakit.core.evaluation import mls, torch_logits
 from mmakit.core.paths import cache_root
 from mmakit.runtime import bench, export
-from mmakit.study import common, speed
+from mmakit.study import common, provenance, speed
 from mmakit.study.cache import cache_key, load_meta, save_atomically
 from mmakit.study.params import Params
 from mmakit.study.records import make_record, now, write_record
@@ -83,7 +83,8 @@ def prune(P: Params) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokeni
         log = gradual_prune(model, train, tokenizer.pad_token_id, train_cfg, cfg, teacher=dense if kd else None,
                             **(kd or {}), curve_fn=curve_function(P, tokenizer))
         meta = {"key": key, "baseline": base, "pruning": cfg.to_dict(), "kd": kd, "curve": log.curve,
-                "steps": log.steps, "sparsity": log.sparsity, "training": log.training}
+                "steps": log.steps, "sparsity": log.sparsity, "training": log.training,
+                "provenance": provenance.run_environment()}
         save_atomically(model, tokenizer, folder, meta)
     model = AutoModelForTokenClassification.from_pretrained(folder).eval()
     return model, dense, tokenizer, load_meta(folder)

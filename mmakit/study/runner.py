@@ -122,13 +122,17 @@ def orphans(profile: str, results_dir: str | Path | None = None) -> list[str]:
     return out
 
 
+def _from_repo(path: Path) -> str:
+    """`path` relative to the repository when it lies inside it (commands run from its root)."""
+    return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+
+
 def command(job: Job, profile: str, out_dir: Path | None = None) -> str:
     """The papermill command line of a job, to hand to another scheduler or machine."""
     target = job.output(Path(out_dir or EXECUTED_DIR), profile)
-    parts = ["papermill", str(NOTEBOOKS_DIR.relative_to(REPO) / f"{job.notebook}.ipynb"),
-             str(target.relative_to(REPO) if target.is_relative_to(REPO) else target), "-p", "profile", profile]
+    parts = ["papermill", _from_repo(NOTEBOOKS_DIR / f"{job.notebook}.ipynb"), _from_repo(target), "-p", "profile", profile]
     if job.experiment:
-        parts += ["-f", str((EXPERIMENTS_DIR / job.notebook / f"{job.experiment}.yaml").relative_to(REPO)),
+        parts += ["-f", _from_repo(EXPERIMENTS_DIR / job.notebook / f"{job.experiment}.yaml"),
                   "-p", "experiment", job.experiment]
     return " ".join(shlex.quote(p) for p in parts) + " --cwd notebooks"
 

@@ -1,0 +1,58 @@
+"""The study runner: experiment files in dependency order, current experiments skipped,
+papermill commands listed, records that no experiment produces reported."""
+import pytest
+
+from mmakit.study import code_version, runner
+from mmakit.study.records import read_records
+
+
+@pytest.fixture()
+def experiments(tmp_path, monkeypatch):
+    folder = tmp_path / "experiments"
+    (folder / "01_baselines").mkdir(parents=True)
+    (folder / "01_baselines" / "tiny-s42.yaml").write_text("seed: 42\nepochs: 3\nspeed_probe_steps: 0\n")
+    (folder / "03_obs").mkdir()
+    (folder / "03_obs" / "a.yaml").write_text("method: magnitude\n")
+    monkeypatch.setattr(runner, "EXPERIMENTS_DIR", folder)
+    return folder
+
+
+def test_jobs_follow_the_notebook_order_with_one_per_experiment_file(experiments, tmp_path):
+    jobs = runner.plan("smoke", ["03", "01", "07"], results_dir=tmp_path / "none")
+    assert [j.label for j in jobs] == ["01_baselines/tiny-s42", "03_obs/a", "07_report"]
+    assert not any(j.current for j in jobs)
+    listed = runner.command(jobs[0], "smoke")
+    assert listed.startswith("papermill notebooks/01_baselines.ipynb outputs/notebooks/01_baselines.tiny-s42.smoke.ipynb")
+    assert "-p experiment tiny-s42" in listed
+
+
+@pytest.mark.notebook
+def test_a_finished_experiment_is_skipped_until_forced_or_its_code_changes(experiments, work_dirs, tmp_path, monkeypatch):
+    dirs = {k: str(v) for k, v in work_dirs.items()} | {"results_dir": str(tmp_path / "results")}
+    runner.run_notebooks("smoke", ["01"], dirs, out_dir=tmp_path, use_experiments=True)
+    records = read_records(dirs["results_dir"], "01_baselines")
+    assert {r["run"] for r in records} == {"tiny-s42", "tiny"}  # the seed's record and the seed aggregate
+    assert all(r["params"]["experiment"] == "tiny-s42" for r in records)
+
+    import papermill
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a current experiment ran again"))
+    assert runner.run_notebooks("smoke", ["01"], dirs, out_dir=tmp_path, use_experiments=True) == []
+    [job] = runner.plan("smoke", ["01"], results_dir=dirs["results_dir"])
+    assert job.current
+    assert not runner.plan("smoke", ["01"], force=True, results_dir=dirs["results_dir"])[0].current
+    (experiments / "01_baselines" / "tiny-s42.yaml").write_text("seed: 42\nepochs: 4\nspeed_probe_steps: 0\n")
+    assert not runner.plan("smoke", ["01"], results_dir=dirs["results_dir"])[0].current  # parameters changed
+    (experiments / "01_baselines" / "tiny-s42.yaml").write_text("seed: 42\nepochs: 3\nspeed_probe_steps: 0\n")
+    bumped = dict(code_version.VERSIONS) | {"fine-tune": (99, "")}
+    monkeypatch.setattr(code_version, "VERSIONS", bumped)
+    assert not runner.plan("smoke", ["01"], results_dir=dirs["results_dir"])[0].current  # code changed
+
+
+def test_records_from_no_experiment_file_are_reported(experiments, tmp_path):
+    from mmakit.study.records import make_record, write_record
+
+    fields = dict(notebook="03_obs", profile="smoke", model="tiny", technique={"method": "obs"},
+                  f1={}, mls={}, started="2026-01-01T00:00:00+00:00", seconds=1.0)
+    write_record(make_record(run="from-a", params={"experiment": "a"}, **fields), tmp_path)
+    write_record(make_record(run="by-hand", params={"experiment": None}, **fields), tmp_path)
+    assert runner.orphans("smoke", tmp_path) == ["03_obs/by-hand"]
