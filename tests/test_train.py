@@ -87,3 +87,34 @@ def test_interrupted_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_o
     assert log.losses == straight_log.losses
     expected = straight.state_dict()
     assert [name for name, value in resumed.state_dict().items() if not torch.equal(expected[name], value)] == []
+
+
+def test_bf16_training_keeps_fp32_weights_and_learns(smoke):
+    model, tok, train = _tiny(smoke)
+    log = fine_tune(model, train, TrainConfig(epochs=2, lr=2e-3, batch_size=16, precision="bf16"), tok.pad_token_id,
+                    device="cpu")
+    assert log.precision == "bf16" and log.device == "cpu" and log.processes == 1
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert sum(log.losses[-3:]) / 3 < sum(log.losses[:3]) / 3
+    batch = {k: torch.tensor([v]) for k, v in train[0].items() if k in ("input_ids", "attention_mask")}
+    with torch.no_grad():  # no autocast wrapper left on the instance: its forward is the class's, in fp32
+        assert torch.equal(model(**batch).logits, type(model).forward(model, **batch).logits)
+
+
+def test_auto_precision_resolves_to_what_the_hardware_runs(monkeypatch):
+    from mmakit.core import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: ["avx512f", "avx512_bf16"])
+    assert hardware.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: ["avx2"])
+    assert hardware.resolve_precision("auto", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="fp16 autocast needs a GPU"):
+        hardware.resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="choose from fp32, bf16, fp16, auto"):
+        hardware.resolve_precision("int4")
+
+
+def test_fp16_on_a_cpu_fails_with_the_precision_named(smoke):
+    model, tok, train = _tiny(smoke)
+    with pytest.raises(ValueError, match="precision fp16 on device cpu"):
+        fine_tune(model, train, TrainConfig(epochs=0.1, precision="fp16"), tok.pad_token_id, device="cpu")

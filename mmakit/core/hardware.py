@@ -54,6 +54,8 @@ def resolve_precision(precision: str = "auto", device: str = "auto") -> str:
     (a GPU that supports it, a CPU with AVX512-BF16 or AMX), else fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not valid; choose from {', '.join(PRECISIONS)}")
+    if precision == "fp16" and resolve_device(device) == "cpu":
+        raise ValueError("precision fp16 on device cpu: fp16 autocast needs a GPU; use bf16, fp32 or auto on a CPU")
     if precision != "auto":
         return precision
     if resolve_device(device) == "cuda":

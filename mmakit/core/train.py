@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from mmakit.core.batching import iterate, length_grouped_batches
-from mmakit.core.hardware import PRECISIONS, resolve_device
+from mmakit.core.hardware import PRECISIONS, resolve_device, resolve_precision
 from mmakit.core.models import freeze_word_embeddings
 from mmakit.core.paths import atomic_path
 
@@ -139,6 +139,7 @@ def make_accelerator(precision: str, device: str = "auto") -> Accelerator:
     """An Accelerator for one run. accelerate keeps one mixed-precision setting per process; a
     single process may switch between runs (the fp32 vs bf16 probe), so its state is reset
     there. Under `accelerate launch` the launcher's processes keep theirs."""
+    resolve_precision(precision, device)  # fails for a precision the device cannot run
     mixed, cpu = _MIXED[precision], resolve_device(device) == "cpu"
     state = AcceleratorState._shared_state
     if state and PartialState().num_processes == 1 and (

@@ -37,8 +37,8 @@ SOURCES: dict[str, tuple[str, ...]] = {
 }
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
-    "fine-tune": (2, "520f5cbfc53dd5ab"),
-    "prune": (2, "e35e0b2cac80865c"),
+    "fine-tune": (2, "30fe0fd9aa2617b5"),
+    "prune": (2, "f6199599e43dc457"),
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),
     "quantize": (1, "5f3043432680915f"),
