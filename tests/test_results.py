@@ -39,3 +39,11 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 def test_missing_fields_are_refused(tmp_path):
     with pytest.raises(ValueError, match="lacks mls"):
         records.write_record({k: v for k, v in records.make_record(**FIELDS).items() if k != "mls"}, tmp_path)
+
+
+def test_seed_aggregate_takes_only_runs_of_the_same_protocol():
+    from mmakit.study.baseline import same_protocol
+
+    base = {"lr": 1e-4, "epochs": 3, "seed": 42, "experiment": "me5-small-s42", "results_dir": "/a"}
+    assert same_protocol(base, base | {"seed": 43, "experiment": "me5-small-s43", "results_dir": "/b"})
+    assert not same_protocol(base, base | {"seed": 43, "lr": 5e-5})

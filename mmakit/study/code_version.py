@@ -43,7 +43,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "heads": (1, "6a6835d008a6faa8"),
     "quantize": (1, "5f3043432680915f"),
     "runtime": (1, "326effe5f0f8dbcb"),
-    "drivers": (1, "17e8aaa5a573cbe9"),
+    "drivers": (1, "0dc8b562d5fb24d9"),
 }
 
 

@@ -10,6 +10,7 @@ they are current: same parameters as the experiment resolves to now, same code v
 """
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from collections.abc import Sequence
@@ -151,6 +152,7 @@ def run_notebooks(
 
     out = Path(out_dir or EXECUTED_DIR)
     out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TQDM_MININTERVAL", "30")  # executed notebooks keep a progress line per 30 s, not thousands
     results_dir = (parameters or {}).get("results_dir")
     todo = plan(profile, names, use_experiments, force, results_dir)
     written, start_all = [], time.perf_counter()
