@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from accelerate import PartialState
@@ -15,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mmakit.core import data as data_mod
 from mmakit.core.models import ModelSpec, source_fingerprint
 from mmakit.core.paths import atomic_path, cache_root
-from mmakit.core.train import TrainConfig, TrainLog, fine_tune
+from mmakit.core.train import TrainConfig, TrainHooks, TrainLog, fine_tune
 from mmakit.study.code_version import code_version
 
 
@@ -58,18 +59,21 @@ def cached_fine_tune(
     desc: str = "fine-tune",
     device: str = "auto",
     provenance: dict | None = None,
+    hooks: Sequence[TrainHooks] = (),
 ) -> tuple[Path, dict]:
     """Fine-tune unless `key` is cached; return the checkpoint folder and its metadata.
 
     The metadata records the training log of the run that produced the checkpoint (and the
     `provenance` of that run: commit, packages, CPU), so a cache hit still reports how, where
-    and how fast it was trained.
+    and how fast it was trained. `hooks` reach the training loop (e.g. a distillation loss);
+    whatever they change must be part of `key`.
     """
     final = cache_root(root) / "checkpoints" / key
     if (final / "mmakit.json").exists():
         return final, load_meta(final)
     partial = final.with_name(key + ".partial")
-    log: TrainLog = fine_tune(model, train, cfg, tokenizer.pad_token_id, checkpoint_dir=partial, desc=desc, device=device)
+    log: TrainLog = fine_tune(model, train, cfg, tokenizer.pad_token_id, hooks=hooks, checkpoint_dir=partial, desc=desc,
+                              device=device)
     meta = {
         "key": key, "train": cfg.to_dict(), "precision": log.precision, "device": log.device,
         "processes": log.processes, "steps": log.steps, "train_seconds": log.seconds,

@@ -28,22 +28,24 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "prune": (*_FINE_TUNE, "core/distillation.py", "techniques/selection.py", *_files(
         "techniques/pruning", "base", "config", "fisher", "gradients", "gradual", "magnitude", "masks", "movement",
         "obs", "schedule", "scope")),
+    "distil": (*_FINE_TUNE, "core/distillation.py", *_files("techniques/distillation", "students", "kd")),
     # everything else a record's numbers depend on
     "evaluate": _files("core", "evaluation", "data", "alignment", "batching"),
     "heads": (*_files("techniques/heads", "anatomy", "masks", "pruner", "strategy"), "techniques/selection.py"),
     "quantize": _files("techniques/quantization", "calibration", "pipeline", "ptq", "qat"),
     "runtime": _files("runtime", "export", "bench", "timing", "deepsparse_env", "deepsparse_worker"),
-    "drivers": _files("study", "common", "baseline", "heads", "pruning", "quantization", "speed"),
+    "drivers": _files("study", "common", "baseline", "heads", "pruning", "quantization", "speed", "distillation"),
 }
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
     "fine-tune": (2, "30fe0fd9aa2617b5"),
     "prune": (2, "f6199599e43dc457"),
+    "distil": (1, "250c43885359a060"),
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),
     "quantize": (1, "5f3043432680915f"),
     "runtime": (1, "326effe5f0f8dbcb"),
-    "drivers": (1, "0dc8b562d5fb24d9"),
+    "drivers": (1, "2718789147a3b824"),
 }
 
 

@@ -20,6 +20,7 @@ from mmakit.core.hardware import DEVICES, PRECISIONS
 from mmakit.core.models import ModelSpec
 from mmakit.core.paths import REPO
 from mmakit.runtime.bench import RUNTIMES
+from mmakit.techniques.distillation import students as distil_students
 from mmakit.techniques.heads import strategy as head_strategy
 from mmakit.techniques.pruning import config as pruning_config
 from mmakit.techniques.pruning import schedule as pruning_schedule
@@ -42,6 +43,7 @@ CHOICES: dict[str, tuple] = {
     "group_size": pruning_config.GROUP_SIZES,
     "precision": PRECISIONS,
     "device": DEVICES,
+    "student_choice": distil_students.LAYER_CHOICES,
 }
 UNIT_INTERVAL = ("sparsity", "initial_sparsity", "warmup_ratio", "hardness", "ffn_step")
 POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads",
@@ -49,8 +51,10 @@ POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads"
             "bench_group",
             "calibration_size", "qat_epochs", "qat_lr", "seq_len", "bench_seconds", "bench_rounds", "bench_threads",
             "pruning_steps", "prune_interval", "num_grads", "grad_batch", "obs_block_size", "obs_damp",
-            "obs_chunk_blocks", "prune_lr")
+            "obs_chunk_blocks", "prune_lr", "student_size", "intermediate_weight")
+BOOLEANS = ("teacher", "intermediate")  # papermill -p gives "true"/"false" as text: read as booleans
 POSITIVE_LISTS = ("batches", "seeds")
+INDEX_LISTS = ("student_layers",)  # lists of non-negative integers, null in the profiles
 LISTS_OF = {"langs": LANGUAGES, "eval_splits": SPLITS, "runtimes": RUNTIMES, "quant_methods": quant_pipeline.METHODS,
             "quant_exclude": ptq.EXCLUDABLE, "one_shot_methods": pruning_config.METHODS}
 
@@ -113,6 +117,13 @@ def validate(p: Mapping[str, Any]) -> None:
         bad = [x for x in p.get(key) or () if x not in allowed]
         if bad:
             raise ValueError(f"{key} has {', '.join(map(str, bad))}; allowed: {', '.join(allowed)}")
+    for key in BOOLEANS:
+        if p.get(key) is not None and not isinstance(p[key], bool):
+            raise ValueError(f"{key}={p[key]!r} must be true or false")
+    layers = p.get("student_layers")
+    if layers is not None and not (isinstance(layers, list) and layers and all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in layers)):
+        raise ValueError(f"student_layers={layers!r} must be a non-empty list of layer indices (0 = the bottom layer)")
     for name in p.get("baselines") or ():
         if name not in (p.get("models") or {}):
             raise ValueError(f"baseline {name!r} is not among the profile's models: {', '.join(p.get('models') or {})}")
@@ -126,12 +137,12 @@ def notebook_parameters(given: Mapping[str, Any]) -> dict[str, Any]:
 
 def list_valued(profile: Mapping[str, Any]) -> set[str]:
     """The parameters that hold lists: the checked lists plus any the profile gives as a list."""
-    return set(POSITIVE_LISTS) | set(LISTS_OF) | {k for k, v in profile.items() if isinstance(v, list)}
+    return set(POSITIVE_LISTS) | set(INDEX_LISTS) | set(LISTS_OF) | {k for k, v in profile.items() if isinstance(v, list)}
 
 
 def _item_kind(key: str, example: Any) -> type | None:
     """int or float where `key` is a list of numbers, None where its items stay as written."""
-    if key in POSITIVE_LISTS:
+    if key in POSITIVE_LISTS or key in INDEX_LISTS:
         return int
     if key in LISTS_OF or not isinstance(example, list) or not example:
         return None
@@ -198,6 +209,9 @@ def resolve(given: Mapping[str, Any], notebook: str) -> Params:
     merged.update(base)
     lists = list_valued(base)
     merged.update({k: as_list(k, v, base.get(k)) if k in lists else v for k, v in ours.items() if v is not None})
+    for key in BOOLEANS:
+        if isinstance(merged.get(key), str) and merged[key].strip().lower() in ("true", "false"):
+            merged[key] = merged[key].strip().lower() == "true"
     merged["profile"] = base.get("profile", Path(str(profile)).stem)
     merged["notebook"] = notebook
     validate(merged)

@@ -85,8 +85,11 @@ def experiments(name: str) -> dict[str, dict]:
 
 def is_current(record: dict, job: Job, profile: str) -> bool:
     """Whether `record` is what `job` would write now: same parameters where both define them
-    (the profile's values overlaid with the experiment's), same code versions."""
-    if record.get("code_versions") != all_versions() or record.get("profile") != load_profile(profile).get("profile"):
+    (the profile's values overlaid with the experiment's), same code versions for every kind
+    the record names (a kind added later, e.g. "distil", does not make older records stale)."""
+    versions, current = record.get("code_versions") or {}, all_versions()
+    if not versions or any(current.get(k) != v for k, v in versions.items()) or \
+            record.get("profile") != load_profile(profile).get("profile"):
         return False
     expected = load_profile(profile) | job.values
     ran = record.get("params", {})
