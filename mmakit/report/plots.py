@@ -11,9 +11,9 @@ import plotly.io as pio
 
 from mmakit.study.records import results_root
 
-# Figures shown in a notebook carry plotly's mimetype (JupyterLab) and inline HTML with
-# plotly.js, so an executed notebook renders its figures in HTML offline (report.html).
-NOTEBOOK_RENDERER = "plotly_mimetype+notebook"
+# Figures shown in a notebook carry plotly's mimetype only (JupyterLab draws it; executed
+# notebooks stay small); report.html turns them into HTML with plotly.js inline once per page.
+NOTEBOOK_RENDERER = "plotly_mimetype"
 pio.renderers.default = NOTEBOOK_RENDERER
 
 
