@@ -42,7 +42,7 @@ def test_missing_fields_are_refused(tmp_path):
 
 
 def test_seed_aggregate_takes_only_runs_of_the_same_protocol():
-    from mmakit.study.baseline import same_protocol
+    from mmakit.study.common import same_protocol
 
     base = {"lr": 1e-4, "epochs": 3, "seed": 42, "experiment": "me5-small-s42", "results_dir": "/a"}
     assert same_protocol(base, base | {"seed": 43, "experiment": "me5-small-s43", "results_dir": "/b"})

@@ -23,9 +23,9 @@ from mmakit.study.common import (
     result_record,
     score,
     train_config,
+    write_seed_aggregate,
 )
 from mmakit.study.params import Params
-from mmakit.study.records import aggregate, read_records, write_record
 
 PROBE_PRECISIONS = ("fp32", "bf16")
 
@@ -88,28 +88,4 @@ def run(P: Params, name: str) -> dict:
                                      train_speed=train_speed(P, name), **deployed))
     if not P.get("run_tag"):
         write_seed_aggregate(P, name)
-    return record
-
-
-# parameters that may differ between the seed runs of one protocol
-PER_RUN = ("seed", "experiment", "speed_probe_steps", "results_dir", "cache_dir", "data_dir", "model_dir")
-
-
-def same_protocol(a: dict, b: dict) -> bool:
-    """Whether two runs' parameters differ at most in their seed (and where they wrote)."""
-    keys = (set(a) | set(b)) - set(PER_RUN)
-    return all(a.get(k) == b.get(k) for k in keys)
-
-
-def write_seed_aggregate(P: Params, name: str) -> dict | None:
-    """Write the record `name` over the seed records of the protocol's `seeds` present so far
-    that ran with this run's parameters (a seed made under other settings is left out): mean
-    F1 and mls, their standard deviation and each seed's values (records.aggregate)."""
-    wanted = [f"{name}-s{s}" for s in (P.get("seeds") or [P.seed])]
-    found = [r for r in read_records(P.get("results_dir"), P.notebook)
-             if r["run"] in wanted and same_protocol(r["params"], dict(P))]
-    if not found:
-        return None
-    record = aggregate(found, name, wanted)
-    write_record(record, P.get("results_dir"))
     return record

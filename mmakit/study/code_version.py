@@ -45,7 +45,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "heads": (1, "6a6835d008a6faa8"),
     "quantize": (1, "5f3043432680915f"),
     "runtime": (1, "326effe5f0f8dbcb"),
-    "drivers": (1, "2718789147a3b824"),
+    "drivers": (1, "de95bb8627c99a53"),
 }
 
 

@@ -30,11 +30,9 @@ from mmakit.core.models import count_parameters
 from mmakit.core.paths import cache_root
 from mmakit.runtime import bench, export
 from mmakit.study import common, provenance, speed
-from mmakit.study.baseline import same_protocol
 from mmakit.study.cache import cache_key, cached_fine_tune
 from mmakit.study.code_version import code_version
 from mmakit.study.params import Params
-from mmakit.study.records import aggregate, read_records, write_record
 from mmakit.techniques.distillation import (
     KDConfig,
     StudentConfig,
@@ -166,21 +164,6 @@ def seed_run(name: str) -> str:
     return name.rsplit("-s", 1)[0]
 
 
-def write_seed_aggregate(P: Params, name: str) -> dict | None:
-    """Write the record <run name without -s<seed>> over the records of the protocol's `seeds`
-    present so far that ran with this run's parameters but for the seed (as 01 does): mean F1
-    and mls, their standard deviation and each seed's values (records.aggregate)."""
-    stem = seed_run(name)
-    wanted = [f"{stem}-s{s}" for s in (P.get("seeds") or [P.seed])]
-    found = [r for r in read_records(P.get("results_dir"), P.notebook)
-             if r["run"] in wanted and same_protocol(r["params"], dict(P))]
-    if not found:
-        return None
-    record = aggregate(found, stem, wanted)
-    write_record(record, P.get("results_dir"))
-    return record
-
-
 def run(P: Params) -> dict:
     """Distil (or load) the run's student, score it on all six sets, time it beside the dense
     baseline and write its record under 04_distillation/<run name>; unless `run_name` names it,
@@ -204,5 +187,5 @@ def run(P: Params) -> dict:
         dense_layers=dense.config.num_hidden_layers,
     ))
     if not P.get("run_name"):
-        write_seed_aggregate(P, name)
+        common.write_seed_aggregate(P, seed_run(name))
     return record
