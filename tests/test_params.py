@@ -17,7 +17,10 @@ def test_every_profile_loads_and_validates():
 @pytest.mark.parametrize(
     ("given", "message"),
     [
-        ({"method": "random"}, "choose from obs, magnitude, movement"),
+        ({"method": "chance"}, "choose from obs, magnitude, movement, random"),
+        ({"obs_build": "inverse"}, "choose from sherman-morrison, direct"),
+        ({"kd": "yes"}, "kd=.yes. must be true or false"),
+        ({"one_shot_damps": [0.0]}, "one_shot_damps has 0.0"),
         ({"sparsity": 1.0}, r"sparsity=1.0 must lie in \[0, 1\)"),
         ({"sparsity": -0.1}, r"must lie in \[0, 1\)"),
         ({"lr": 0}, "lr=0 must be a positive number"),

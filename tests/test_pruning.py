@@ -1,5 +1,6 @@
-"""Unstructured pruning: schedules, exact global sparsity, fixed masks, the Sherman-Morrison
-Fisher inverse, OBS against magnitude, 4-block pruning, scope and the distillation loss."""
+"""Unstructured pruning: schedules, exact global sparsity, fixed masks, the Fisher inverse (both
+builds, degeneracy), OBS against magnitude, movement against random, 4-block pruning, scope,
+distillation while pruning and the distillation loss."""
 import copy
 import math
 
@@ -23,7 +24,10 @@ from mmakit.techniques.pruning import (
     prunable_weights,
     sparsity_schedule,
 )
+from mmakit.techniques.distillation import KDConfig, WordKDHook, WordTeacher
 from mmakit.techniques.pruning.magnitude import MagnitudePruner
+from mmakit.techniques.pruning.movement import MovementPruner
+from mmakit.techniques.pruning.random_pruning import RandomPruner
 from mmakit.techniques.pruning.schedule import epochs_for_steps
 
 SMALL_OBS = dict(num_grads=16, grad_batch=4, obs_block_size=16)
@@ -77,7 +81,9 @@ def test_bad_configurations_fail_with_their_reason():
     with pytest.raises(ValueError, match="initial_sparsity"):
         PruningConfig(sparsity=0.5, initial_sparsity=0.7)
     with pytest.raises(ValueError, match="method"):
-        PruningConfig(method="random")
+        PruningConfig(method="chance")
+    with pytest.raises(ValueError, match="obs_build"):
+        PruningConfig(obs_build="inverse")
     with pytest.raises(ValueError, match="multiple of group_size"):
         PruningConfig(group_size=4, obs_block_size=50)
 
@@ -92,7 +98,7 @@ def test_scope_is_the_encoders_linear_weights_only(tiny):
     assert not any("classifier" in n or "embeddings" in n or "pooler" in n for n in names)
 
 
-@pytest.mark.parametrize("method", ["magnitude", "movement", "obs"])
+@pytest.mark.parametrize("method", ["magnitude", "movement", "obs", "random"])
 def test_gradual_pruning_reaches_the_exact_global_sparsity(tiny, smoke, method):
     model, tokenizer, train = tiny
     model = copy.deepcopy(model)
@@ -111,11 +117,14 @@ def test_warmup_then_pruning_with_distillation_from_the_dense_model(tiny, smoke)
     student = copy.deepcopy(model)
     cfg = PruningConfig(method="magnitude", sparsity=0.6, initial_sparsity=0.4, pruning_steps=2, warmup_steps=2,
                         prune_interval=3, final_steps=1)
-    log = gradual_prune(student, train, tokenizer.pad_token_id, baseline.train_config(smoke), cfg, teacher=model,
-                        temperature=2.0, hardness=0.5, curve_fn=lambda m: {"en": 0.0})
+    words = WordTeacher(model, train, tokenizer.pad_token_id)
+    kd = WordKDHook(words, train, KDConfig(hardness=0.5, temperature=2.0))
+    log = gradual_prune(student, train, tokenizer.pad_token_id, baseline.train_config(smoke), cfg, hooks=[kd],
+                        curve_fn=lambda m: {"en": 0.0})
     assert [(p["step"], p["phase"]) for p in log.curve] == [(2, "before"), (2, "after"), (5, "before"), (5, "after"), (6, "end")]
     assert log.training["steps"] == 6 and log.training["train"]["restarts"] == [2, 5]
     assert scope_zeros(student) == log.sparsity["pruned"] and scope_zeros(model) == 0  # the teacher stays dense
+    assert 0 < words.forward_calls and len(words.cache) <= 6 * smoke.batch_size  # logits of the sentences seen only
 
 
 def test_masks_stay_fixed_while_fine_tuning(tiny, smoke):
@@ -162,6 +171,41 @@ def test_sherman_morrison_inverse_equals_the_explicit_inverse_of_the_dampened_bl
     for b in range(fisher.n_blocks):
         F = damp * torch.eye(B, dtype=torch.float64) + G[:, b].T @ G[:, b] / m
         torch.testing.assert_close(fisher.inv[b], torch.linalg.inv(F), rtol=1e-9, atol=1e-9)
+
+
+def test_direct_build_equals_sherman_morrison_and_the_explicit_inverse():
+    torch.manual_seed(1)
+    sizes, B, m, damp = [40, 24], 8, 32, 1e-3
+    grads = [[torch.randn(n, dtype=torch.float64) * 0.1 for n in sizes] for _ in range(m)]
+    built = {}
+    for build in ("sherman-morrison", "direct"):
+        built[build] = BlockFisherInverse(sizes, B, damp, m, chunk_blocks=3, buffer=8, dtype=torch.float64, build=build)
+        for g in grads:
+            built[build].add(g)
+    torch.testing.assert_close(built["direct"].inv, built["sherman-morrison"].inv, rtol=1e-8, atol=1e-6)
+    G = torch.stack([built["direct"].to_blocks(g) for g in grads])
+    F = damp * torch.eye(B, dtype=torch.float64) + G[:, 0].T @ G[:, 0] / m
+    torch.testing.assert_close(built["direct"].inv[0], torch.linalg.inv(F), rtol=1e-9, atol=1e-9)
+    # float32, the setting pruning runs in: both builds agree to float32 rounding on every block
+    f32 = {}
+    for build in ("sherman-morrison", "direct"):
+        f32[build] = BlockFisherInverse(sizes, B, damp, m, chunk_blocks=3, buffer=8, build=build)
+        for g in grads:
+            f32[build].add([x.float() for x in g])
+    torch.testing.assert_close(f32["direct"].inv, f32["sherman-morrison"].inv, rtol=1e-3, atol=1e-2)
+
+
+def test_degeneracy_is_one_when_the_damp_drowns_the_gradients():
+    torch.manual_seed(2)
+    grads = [[torch.randn(64) * 1e-3] for _ in range(16)]
+    figures = {}
+    for damp in (1e2, 1e-8):
+        fisher = BlockFisherInverse([64], 16, damp, 16, build="direct")
+        for g in grads:
+            fisher.add(g)
+        figures[damp] = fisher.degeneracy()
+    assert figures[1e2] == pytest.approx(1.0, abs=1e-6)  # F^-1 = I / damp: OBS ranks like magnitude
+    assert figures[1e-8] < 0.5  # the gradients shape F^-1
 
 
 def test_fisher_refuses_more_or_fewer_gradients_than_declared():
@@ -256,6 +300,66 @@ def test_obs_update_keeps_weights_in_place_outside_the_pruned_blocks():
     assert w[4] == 0 and torch.equal(w[5:].detach(), torch.tensor([5.0, 6.0, 7.0]))
 
 
+# --- movement against random --------------------------------------------------------------------
+
+def test_movement_scores_from_training_beat_random_pruning():
+    """A wide linear layer trained from a random start on a task that needs only a few of its
+    inputs: weights of the useless inputs drift towards zero under weight decay, so movement
+    accumulated over training finds them; a random mask of the same sparsity does not."""
+    torch.manual_seed(3)
+    d_in, d_out, n = 64, 8, 2048
+    useful = torch.zeros(d_in, dtype=torch.bool)
+    useful[:8] = True
+    X = torch.randn(n, d_in)
+    target = X[:, useful] @ torch.randn(8, d_out)
+    layer = nn.Linear(d_in, d_out)
+    masks = Masks({"w": layer.weight})
+    mover = MovementPruner(source=None)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.05, weight_decay=0.05)
+    for step in range(300):
+        batch = torch.randint(0, n, (64,))
+        opt.zero_grad()
+        ((layer(X[batch]) - target[batch]) ** 2).mean().backward()
+        mover.observe(masks)
+        opt.step()
+    trained = copy.deepcopy(layer.state_dict())
+
+    def loss_after(pruner) -> float:
+        layer.load_state_dict(trained)
+        m = Masks({"w": layer.weight})
+        pruner.prune(None, m, 0.8, 0)
+        with torch.no_grad():
+            return float(((layer(X) - target) ** 2).mean())
+
+    by_movement = loss_after(mover)
+    by_chance = [loss_after(RandomPruner(seed)) for seed in range(5)]
+    assert mover.steps == 300
+    assert by_movement < 0.5 * min(by_chance), (by_movement, by_chance)
+
+
+def test_movement_scores_accumulate_over_the_whole_run():
+    w = nn.Parameter(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+    masks, mover = Masks({"w": w}), MovementPruner(source=None)
+    w.grad = torch.tensor([[1.0, -1.0, 0.5, 0.0]])
+    mover.observe(masks)
+    mover.prune(None, masks, 0.25, 0)
+    w.grad = torch.tensor([[0.0, 0.0, 0.0, 1.0]])
+    mover.observe(masks)
+    assert mover.steps == 2  # not reset by the pruning step
+    torch.testing.assert_close(mover.scores["w"], torch.tensor([[-1.0, 2.0, -1.5, -4.0]]))
+
+
+def test_random_pruning_is_seeded_and_exact():
+    def mask(seed: int) -> torch.Tensor:
+        w = nn.Parameter(torch.ones(16, 16))
+        m = Masks({"w": w})
+        RandomPruner(seed).prune(None, m, 0.5, 0)
+        assert m.pruned() == 128 and int((w == 0).sum()) == 128
+        return m.keep["w"]
+
+    assert torch.equal(mask(1), mask(1)) and not torch.equal(mask(1), mask(2))
+
+
 # --- 4-block pruning --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["obs", "magnitude"])
@@ -295,11 +399,13 @@ def test_every_03_experiment_file_resolves_to_a_valid_run():
     from mmakit.study import pruning as study
 
     files = sorted((params.PARAMS_DIR / "experiments" / "03_obs").glob("*.yaml"))
-    assert len(files) >= 8
-    names = set()
+    assert len(files) >= 14
+    names, gradual = set(), 0
     for path in files:
         P = params.resolve({"profile": "quick", "data_dir": None, **yaml.safe_load(path.read_text())}, "03_obs")
         if P.prune_mode == "gradual":
             study.pruning_config(P)
             names.add(study.run_name(P))
-    assert len(names) == len(files) - 1  # one record name per gradual run, no clashes
+            assert path.stem == study.run_name(P).removeprefix(f"{P.model}-"), path  # the file names its record
+            gradual += 1
+    assert len(names) == gradual  # one record name per gradual run, no clashes

@@ -1,8 +1,10 @@
-"""Tables and figures of 03_obs, read from result records only: Table 3 beside the paper, the
-one-shot comparison, F1-during-pruning curves (the paper's Figures 3-5), sparsity per layer
-and throughput with speedups."""
+"""Tables and figures of 03_obs, read from result records only: Table 3 (mean and spread over
+seeds) beside the paper, the one-shot curve and the OBS damp sweep, every method against the
+random control, OBS's cost per pruning step, F1-during-pruning curves (the paper's Figures 3-5),
+sparsity per layer and throughput with speedups."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -13,60 +15,206 @@ PAPER_TABLE = "table3_unstructured_pruning"
 # The paper's curve figures: (method, schedule) at 90% sparsity.
 PAPER_FIGURES = {"Figure 3: OBS, cubic": ("obs", "cubic"), "Figure 4: OBS, linear": ("obs", "linear"),
                  "Figure 5: magnitude, cubic": ("magnitude", "cubic")}
+SWEEP_SPARSITIES = (0.5, 0.6, 0.7)  # where METHODS.md tunes the damp
+LANGS = ("en", "es", "nl")
 
 
 def gradual(records: list[dict]) -> list[dict]:
-    return [r for r in records if r["technique"].get("mode") == "gradual"]
+    """Per-seed gradual runs (seed aggregates left out)."""
+    return [r for r in records if r["technique"].get("mode") == "gradual" and not r.get("aggregate_of")]
+
+
+def aggregates(records: list[dict]) -> list[dict]:
+    """Seed aggregates of gradual runs (one per method x sparsity x schedule)."""
+    return [r for r in records if r["technique"].get("mode") == "gradual" and r.get("aggregate_of")]
+
+
+def label(record: dict) -> str:
+    """e.g. `obs 80% cubic` or `magnitude 90% cubic 4-block, no KD`."""
+    t = record["technique"]
+    text = f"{t['method']} {round(100 * t['sparsity'])}% {t['schedule']}"
+    return text + (" 4-block" if t.get("group_size", 1) == 4 else "") + ("" if t.get("kd") else ", no KD")
 
 
 def table3(records: list[dict]) -> pd.DataFrame:
-    """Our gradual runs beside every row of the paper's Table 3 (F1 per language and split, mls)."""
-    return tables.side_by_side(gradual(records), PAPER_TABLE)
+    """Our gradual runs (mean and sd over seeds, `seeds` how many) beside every row of the paper's Table 3."""
+    found = aggregates(records)
+    if not found:  # no aggregate yet (e.g. run_name given): single runs as they are
+        return tables.side_by_side(gradual(records), PAPER_TABLE)
+    return tables.seed_table([r | {"run": label(r)} for r in sorted(found, key=label)], PAPER_TABLE)
 
 
-def one_shot_table(records: list[dict]) -> pd.DataFrame:
-    """Dev F1 per language and English loss of one-shot pruning (no retraining), dense first."""
-    shots = [r for r in records if r["technique"].get("mode") == "one_shot"]
-    if not shots:
+def retention(records: list[dict], dense_f1: dict, split: str = "test") -> pd.DataFrame:
+    """F1 kept per language (pruned / the dense baseline's `dense_f1`, same split), mean, sd and
+    count over seeds: English should keep the most; the paper's contrast is how much es and nl
+    keep beside it."""
+    rows = [{"run": label(r), **{lang: r["f1"][lang][split] / dense_f1[lang][split] for lang in LANGS}}
+            for r in gradual(records)]
+    return pd.DataFrame(rows).groupby("run").agg(["mean", "std", "count"]) if rows else pd.DataFrame()
+
+
+def against_random(records: list[dict], split: str = "test") -> pd.DataFrame:
+    """Each method's mean F1 per language minus the random control's at the same sparsity and
+    schedule (the control's seeds averaged), with the method's seed sd beside it."""
+    runs = gradual(records)
+
+    def key(r: dict) -> tuple:
+        return r["technique"]["sparsity"], r["technique"]["schedule"], r["technique"].get("group_size", 1)
+
+    chance: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if r["technique"]["method"] == "random":
+            chance.setdefault(key(r), []).append(r)
+    rows = []
+    for r in runs:
+        base = chance.get(key(r))
+        if r["technique"]["method"] == "random" or not base:
+            continue
+        rows.append({"run": label(r), **{lang: r["f1"][lang][split] - np.mean([b["f1"][lang][split] for b in base])
+                                         for lang in LANGS}})
+    return pd.DataFrame(rows).groupby("run").agg(["mean", "std", "count"]) if rows else pd.DataFrame()
+
+
+# --- one-shot: the curve and the damp sweep -------------------------------------------------
+
+def one_shot_frame(records: list[dict]) -> pd.DataFrame:
+    """Every one-shot record: method, damp (OBS), sparsity, English loss, dev F1 per language and
+    its fraction of the dense model's, and the Fisher's degeneracy."""
+    rows = []
+    for r in records:
+        if r["technique"].get("mode") != "one_shot":
+            continue
+        step = (r.get("pruning_steps") or [{}])[0]
+        rows.append({"method": r["technique"]["method"], "damp": r["technique"].get("damp"),
+                     "sparsity": r["technique"]["sparsity"], "loss_en": r["loss"], "dense_loss_en": r["dense_loss"],
+                     **{f"f1_{lang}": s["dev"] for lang, s in r["f1"].items()},
+                     **{f"kept_{lang}": s["dev"] / r["dense_f1"][lang]["dev"] for lang, s in r["f1"].items()
+                        if r["dense_f1"][lang]["dev"]},
+                     "degeneracy": step.get("degeneracy"), "eval_samples": r.get("eval_samples")})
+    return pd.DataFrame(rows)
+
+
+def damp_sweep(records: list[dict]) -> pd.DataFrame:
+    """OBS one-shot English loss and dev F1 per damp (rows) and sparsity, with the Fisher's
+    degeneracy: the sweep that picks the damp."""
+    frame = one_shot_frame(records)
+    if frame.empty or "obs" not in set(frame["method"]):
         return pd.DataFrame()
-    first = shots[0]
-    rows = [{"method": "dense", "sparsity": 0.0, "loss_en": first["dense_loss"],
-             **{f"f1_{lang}": s["dev"] for lang, s in first["dense_f1"].items()}}]
-    rows += [{"method": r["technique"]["method"], "sparsity": r["technique"]["sparsity"], "loss_en": r["loss"],
-              **{f"f1_{lang}": s["dev"] for lang, s in r["f1"].items()}} for r in shots]
-    return pd.DataFrame(rows).set_index(["method", "sparsity"]).sort_index()
+    obs = frame[frame["method"] == "obs"]
+    return obs.pivot_table(index="damp", columns="sparsity", values=["loss_en", "f1_en", "degeneracy"]).sort_index()
 
+
+def best_damp(records: list[dict]) -> float | None:
+    """The damp with the lowest mean English loss after one-shot OBS to 50-70% (METHODS.md's rule)."""
+    frame = one_shot_frame(records)
+    obs = frame[(frame["method"] == "obs") & frame["sparsity"].round(3).isin(SWEEP_SPARSITIES)] if not frame.empty else frame
+    if obs.empty:
+        return None
+    return float(obs.groupby("damp")["loss_en"].mean().idxmin())
+
+
+def one_shot_table(records: list[dict], damp: float | None = None) -> pd.DataFrame:
+    """Dev F1 per language and English loss after one-shot pruning (OBS at `damp`, default the
+    sweep's best), by method and sparsity, dense first."""
+    frame = one_shot_frame(records)
+    if frame.empty:
+        return frame
+    damp = damp if damp is not None else best_damp(records)
+    frame = frame[(frame["method"] != "obs") | np.isclose(frame["damp"].fillna(-1), damp if damp else -1)]
+    first = next(r for r in records if r["technique"].get("mode") == "one_shot")
+    dense = pd.DataFrame([{"method": "dense", "sparsity": 0.0, "loss_en": first["dense_loss"],
+                           **{f"f1_{lang}": s["dev"] for lang, s in first["dense_f1"].items()}}])
+    columns = ["method", "sparsity", "loss_en", *[f"f1_{lang}" for lang in LANGS], *[f"kept_{lang}" for lang in LANGS]]
+    both = pd.concat([dense, frame.reindex(columns=columns)])
+    return both.reindex(columns=columns).set_index(["method", "sparsity"]).sort_index()
+
+
+def initial_sparsity(records: list[dict], keep: float = 0.9) -> float | None:
+    """The highest one-shot sparsity at which OBS (best damp) keeps at least `keep` of the dense
+    model's English dev F1: a sound first pruning event for the gradual schedule."""
+    table = one_shot_table(records)
+    if table.empty or "obs" not in table.index.get_level_values(0):
+        return None
+    kept = table.loc["obs", "kept_en"]
+    ok = kept[kept >= keep]
+    return float(ok.index.max()) if not ok.empty else None
+
+
+def one_shot_figure(records: list[dict], keep: float = 0.9) -> go.Figure:
+    """Dev F1 per language against one-shot sparsity, OBS (best damp), magnitude and random,
+    with the line at `keep` of dense English F1 that sets the schedule's start."""
+    table = one_shot_table(records).reset_index()
+    table = table[table["method"] != "dense"]
+    long = table.melt(id_vars=["method", "sparsity"], value_vars=[f"f1_{lang}" for lang in LANGS],
+                      var_name="lang", value_name="f1").assign(lang=lambda f: f["lang"].str[3:])
+    fig = px.line(long, x="sparsity", y="f1", color="method", facet_col="lang", markers=True, range_y=[0, 1],
+                  title="One-shot pruning from the dense model, no retraining (dev subsets)",
+                  labels={"sparsity": "global sparsity", "f1": "dev entity F1"})
+    first = next((r for r in records if r["technique"].get("mode") == "one_shot"), None)
+    if first:
+        fig.add_hline(y=keep * first["dense_f1"]["en"]["dev"], line_dash="dot", col=1,
+                      annotation_text=f"{keep:.0%} of dense en")
+    return plots.value_facet_titles(fig)
+
+
+# --- OBS's cost ------------------------------------------------------------------------------
+
+def obs_cost(records: list[dict]) -> pd.DataFrame:
+    """Per gradual OBS run: mean seconds per pruning step (gradients, inverse, saliency and
+    update), the Fisher's memory, peak memory above the start, and degeneracy per step."""
+    rows = []
+    for r in gradual(records):
+        steps = [s for s in r.get("pruning_steps") or [] if "fisher_seconds" in s]
+        if not steps:
+            continue
+        inverse = [s.get("inverse_seconds", 0.0) for s in steps]
+        rows.append({
+            "run": r["run"], "m": steps[0]["num_grads"], "B": steps[0]["block_size"], "damp": steps[0]["damp"],
+            "build": steps[0].get("fisher_build"), "steps": len(steps),
+            "gradients s": np.mean([s["fisher_seconds"] - i for s, i in zip(steps, inverse)]),
+            "inverse s": np.mean(inverse), "prune s": np.mean([s["prune_seconds"] for s in steps]),
+            "fisher MB": steps[0]["fisher_mb"], "peak above start MB": max(s.get("peak_above_start_mb") or 0 for s in steps),
+            "degeneracy per step": [round(s["degeneracy"], 3) for s in steps if s.get("degeneracy") is not None],
+        })
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+# --- curves ----------------------------------------------------------------------------------
 
 def curve_frame(records: list[dict]) -> pd.DataFrame:
-    """Curve points of gradual runs in long form: run, step, phase, sparsity, lang, f1."""
+    """Curve points of gradual runs in long form: run, seed, step, phase, sparsity, lang, f1."""
     rows = []
     for r in gradual(records):
         for p in r.get("curve") or []:
             for lang, f1 in p["f1"].items():
-                rows.append({"run": r["run"], "step": p["step"], "phase": p["phase"], "pruning_step": p["pruning_step"],
-                             "sparsity": p["sparsity"], "lang": lang, "f1": f1})
+                rows.append({"run": r["run"], "seed": str(r["technique"].get("seed", "")), "step": p["step"],
+                             "phase": p["phase"], "pruning_step": p["pruning_step"], "sparsity": p["sparsity"],
+                             "lang": lang, "f1": f1})
     return pd.DataFrame(rows)
 
 
 def curve_figure(records: list[dict], x: str = "step", title: str = "Dev F1 during gradual pruning") -> go.Figure:
-    """F1 per language against optimizer step (or sparsity), one panel per run; each pruning step
-    shows as a drop between its "before" and "after" points."""
+    """F1 per language against optimizer step (or sparsity), one panel per run, a line style per
+    seed; each pruning step shows as a drop between its "before" and "after" points."""
     frame = curve_frame(records)
-    fig = px.line(frame, x=x, y="f1", color="lang", facet_col="run", facet_col_wrap=3, markers=True,
-                  hover_data=["phase", "pruning_step", "sparsity"], range_y=[0, 1], title=title,
+    several = frame["seed"].nunique() > 1
+    fig = px.line(frame, x=x, y="f1", color="lang", line_dash="seed" if several else None, facet_col="run",
+                  facet_col_wrap=3, markers=True, hover_data=["phase", "pruning_step", "sparsity", "seed"],
+                  range_y=[0, 1], title=title,
                   labels={"step": "optimizer step", "f1": "dev entity F1", "sparsity": "global sparsity"})
     return plots.value_facet_titles(fig)
 
 
-def paper_figure_records(records: list[dict], sparsity: float = 0.9) -> dict[str, dict]:
-    """The latest gradual run matching each of the paper's Figures 3-5 (unstructured, no KD)."""
+def paper_figure_records(records: list[dict], sparsity: float = 0.9) -> dict[str, list[dict]]:
+    """Every seed's gradual run matching each of the paper's Figures 3-5 (unstructured, with KD
+    as the study prunes)."""
     found = {}
-    for label, (method, schedule) in PAPER_FIGURES.items():
+    for name, (method, schedule) in PAPER_FIGURES.items():
         match = [r for r in gradual(records) if r["technique"]["method"] == method
                  and r["technique"]["schedule"] == schedule and abs(r["technique"]["sparsity"] - sparsity) < 1e-9
-                 and r["technique"].get("group_size", 1) == 1 and not r["technique"].get("kd")]
+                 and r["technique"].get("group_size", 1) == 1]
         if match:
-            found[label] = max(match, key=lambda r: r["started"])
+            found[name] = sorted(match, key=lambda r: r["technique"].get("seed", 0))
     return found
 
 
@@ -75,8 +223,8 @@ def paper_figures(records: list[dict]) -> go.Figure | None:
     chosen = paper_figure_records(records)
     if not chosen:
         return None
-    relabelled = [r | {"run": label} for label, r in chosen.items()]
-    return curve_figure(relabelled, title="Figures 3-5: dev F1 per language while pruning to 90%")
+    relabelled = [r | {"run": name} for name, runs in chosen.items() for r in runs]
+    return curve_figure(relabelled, title="Figures 3-5: dev F1 per language while pruning to 90% (a line per seed)")
 
 
 def sparsity_figure(records: list[dict]) -> go.Figure:

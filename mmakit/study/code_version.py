@@ -8,6 +8,9 @@ hash below being updated, so whoever changes them decides: a change in behaviour
 version (every cached artefact of that kind is rebuilt), a pure refactor only records the
 new hash. Hashes are taken over each module's syntax tree without docstrings, so comments,
 docstrings and formatting never count as changes.
+
+A record carries, and is judged by, only the kinds its notebook depends on (NOTEBOOK_KINDS):
+changing the pruning code makes 03's records stale, not 01's.
 """
 from __future__ import annotations
 
@@ -25,27 +28,45 @@ _FINE_TUNE = _files("core", "train", "batching", "alignment", "models", "data", 
 SOURCES: dict[str, tuple[str, ...]] = {
     # cached checkpoints
     "fine-tune": _FINE_TUNE,
-    "prune": (*_FINE_TUNE, "core/distillation.py", "techniques/selection.py", *_files(
+    "prune": (*_FINE_TUNE, "core/distillation.py", "techniques/distillation/kd.py", "techniques/selection.py", *_files(
         "techniques/pruning", "base", "config", "fisher", "gradients", "gradual", "magnitude", "masks", "movement",
-        "obs", "schedule", "scope")),
+        "obs", "random_pruning", "schedule", "scope")),
     "distil": (*_FINE_TUNE, "core/distillation.py", *_files("techniques/distillation", "students", "kd")),
     # everything else a record's numbers depend on
     "evaluate": _files("core", "evaluation", "data", "alignment", "batching"),
     "heads": (*_files("techniques/heads", "anatomy", "masks", "pruner", "strategy"), "techniques/selection.py"),
     "quantize": _files("techniques/quantization", "calibration", "pipeline", "ptq", "qat"),
     "runtime": _files("runtime", "export", "bench", "timing", "deepsparse_env", "deepsparse_worker"),
-    "drivers": _files("study", "common", "baseline", "heads", "pruning", "quantization", "speed", "distillation"),
+    "drivers": _files("study", "common", "speed"),  # shared by every driver
+    "baseline-driver": _files("study", "baseline"),
+    "heads-driver": _files("study", "heads"),
+    "prune-driver": _files("study", "pruning", "teacher"),
+    "distil-driver": _files("study", "distillation", "teacher"),
+    "quantize-driver": _files("study", "quantization"),
 }
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
     "fine-tune": (2, "30fe0fd9aa2617b5"),
-    "prune": (2, "f6199599e43dc457"),
-    "distil": (1, "250c43885359a060"),
+    "prune": (3, "3e44f557ab5512a8"),
+    "distil": (1, "c40db9782ae4f21b"),
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),
     "quantize": (1, "5f3043432680915f"),
     "runtime": (1, "326effe5f0f8dbcb"),
-    "drivers": (1, "de95bb8627c99a53"),
+    "drivers": (1, "757e866b8e9f23f0"),
+    "baseline-driver": (1, "3c917954376c72ee"),
+    "heads-driver": (1, "20adb4625385a55c"),
+    "prune-driver": (1, "85a7fce759531ce9"),
+    "distil-driver": (1, "8d77ba932444f3fd"),
+    "quantize-driver": (1, "13ac53dfba3f69c1"),
+}
+_SHARED = ("fine-tune", "evaluate", "runtime", "drivers")
+NOTEBOOK_KINDS: dict[str, tuple[str, ...]] = {
+    "01_baselines": (*_SHARED, "baseline-driver"),
+    "02_heads": (*_SHARED, "heads", "heads-driver"),
+    "03_obs": (*_SHARED, "prune", "distil", "prune-driver"),
+    "04_distillation": (*_SHARED, "distil", "distil-driver"),
+    "05_quantization": (*_SHARED, "quantize", "quantize-driver"),
 }
 
 
@@ -77,5 +98,12 @@ def code_version(kind: str) -> str:
 
 
 def all_versions() -> dict[str, int]:
-    """Every kind's version: records carry them, and a record made under other versions is stale."""
+    """Every kind's version."""
     return {kind: version for kind, (version, _) in VERSIONS.items()}
+
+
+def versions_for(notebook: str) -> dict[str, int]:
+    """The versions of the kinds `notebook`'s records depend on (every kind for another notebook):
+    what its records carry, and what makes one stale when it changes."""
+    kinds = NOTEBOOK_KINDS.get(notebook, tuple(VERSIONS))
+    return {kind: VERSIONS[kind][0] for kind in kinds}

@@ -67,12 +67,14 @@ def eval_suite(P: Params, tokenizer: PreTrainedTokenizerBase) -> EvalSuite:
     return EvalSuite(sets, tokenizer, P.max_length)
 
 
-def curve_suite(P: Params, tokenizer: PreTrainedTokenizerBase) -> EvalSuite:
-    """Dev sets of every language, each a seeded subset of `curve_eval_samples` sentences:
-    the cheap evaluation repeated along a pruning curve (full sets are scored at the end)."""
+def curve_suite(P: Params, tokenizer: PreTrainedTokenizerBase, seed: int | None = None) -> EvalSuite:
+    """Dev sets of every language, each a subset of `curve_eval_samples` sentences drawn with
+    `seed` (default: the run's): the cheap evaluation repeated along a pruning curve (full sets
+    are scored at the end). A fixed seed keeps the subsets equal across runs of other seeds."""
     sets = load_eval_sets(splits=("dev",), data_dir=P.get("data_dir"), max_samples=P.get("max_eval_samples"))
     n = P.get("curve_eval_samples")
-    return EvalSuite({k: sample(ds, n, P.seed) for k, ds in sets.items()}, tokenizer, P.max_length)
+    return EvalSuite({k: sample(ds, n, P.seed if seed is None else seed) for k, ds in sets.items()}, tokenizer,
+                     P.max_length)
 
 
 def fresh_model(P: Params, name: str | None = None, seed: int | None = None

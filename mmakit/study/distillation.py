@@ -11,7 +11,6 @@ logits are computed once per training sentence and kept under the cache too.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 from accelerate import PartialState
@@ -23,21 +22,18 @@ from transformers import (
 
 from mmakit.core.alignment import tokenize_dataset
 from mmakit.core.batching import iterate, sorted_batches
-from mmakit.core.data import fingerprint
 from mmakit.core.evaluation import torch_logits
-from mmakit.core.hardware import resolve_device
 from mmakit.core.models import count_parameters
 from mmakit.core.paths import cache_root
 from mmakit.runtime import bench, export
 from mmakit.study import common, provenance, speed
 from mmakit.study.cache import cache_key, cached_fine_tune
-from mmakit.study.code_version import code_version
 from mmakit.study.params import Params
+from mmakit.study.teacher import teacher_logits
 from mmakit.techniques.distillation import (
     KDConfig,
     StudentConfig,
     WordKDHook,
-    WordTeacher,
     make_student,
 )
 
@@ -76,29 +72,6 @@ def run_name(P: Params, keep: list[int]) -> str:
     return f"{P.model}-L{len(keep)}{how}-{kd}-s{P.seed}"
 
 
-def teacher_logits(P: Params, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, teacher_key: str
-                   ) -> tuple[WordTeacher, dict]:
-    """The teacher's word-level logits over English train, from the cache or computed once
-    (one pass, on the run's device) and cached: (WordTeacher, {"path", "computed", "seconds", "forward_calls"})."""
-    data = tokenize_dataset(common.english_train(P), tokenizer, P.max_length)
-    words = WordTeacher(teacher, data, tokenizer.pad_token_id, kd_config(P).teacher_batch)
-    name = f"{teacher_key}-{fingerprint(data)}-{P.max_length}-{code_version('distil')}.pt"
-    path = cache_root(P.get("cache_dir")) / "teacher_logits" / name
-    t0 = time.perf_counter()
-    computed = not path.exists()
-    if computed:
-        teacher.to(resolve_device(P.get("device") or "auto"))
-        words.precompute()
-        teacher.to("cpu")
-        if PartialState().is_main_process:
-            words.save(path)
-        PartialState().wait_for_everyone()
-    else:
-        words.load(path)
-    return words, {"path": str(path), "computed": computed, "seconds": round(time.perf_counter() - t0, 2),
-                   "forward_calls": words.forward_calls}
-
-
 def distil(P: Params) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
     """(student, tokenizer, meta): the run's student fine-tuned on English with or without the
     teacher, loaded from the cache when this exact run was done before. `meta` is the cache's
@@ -122,7 +95,7 @@ def distil(P: Params) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
     key = cache_key(P.model_spec(), train, cfg, P.max_length, extra, kind="distil")
     hooks, logits_meta = [], None
     if teacher is not None and not (cache_root(P.get("cache_dir")) / "checkpoints" / key / "mmakit.json").exists():
-        words, logits_meta = teacher_logits(P, teacher, teacher_tok, teacher_meta["key"])
+        words, logits_meta = teacher_logits(P, teacher, teacher_tok, teacher_meta["key"], kd.teacher_batch)
         hooks = [WordKDHook(words, train, kd, layer_map=dict(enumerate(keep)))]
     folder, meta = cached_fine_tune(key, student, tokenizer, train, cfg, P.get("cache_dir"),
                                     desc=f"distil {P.model} L{len(keep)} {'kd' if P.teacher else 'ce'} seed {P.seed}",

@@ -23,6 +23,7 @@ from mmakit.runtime.bench import RUNTIMES
 from mmakit.techniques.distillation import students as distil_students
 from mmakit.techniques.heads import strategy as head_strategy
 from mmakit.techniques.pruning import config as pruning_config
+from mmakit.techniques.pruning import fisher as pruning_fisher
 from mmakit.techniques.pruning import schedule as pruning_schedule
 from mmakit.techniques.quantization import pipeline as quant_pipeline
 from mmakit.techniques.quantization import ptq
@@ -44,6 +45,7 @@ CHOICES: dict[str, tuple] = {
     "precision": PRECISIONS,
     "device": DEVICES,
     "student_choice": distil_students.LAYER_CHOICES,
+    "obs_build": pruning_fisher.BUILDS,
 }
 UNIT_INTERVAL = ("sparsity", "initial_sparsity", "warmup_ratio", "hardness", "ffn_step")
 POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads",
@@ -52,7 +54,7 @@ POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads"
             "calibration_size", "qat_epochs", "qat_lr", "seq_len", "bench_seconds", "bench_rounds", "bench_threads",
             "pruning_steps", "prune_interval", "num_grads", "grad_batch", "obs_block_size", "obs_damp",
             "obs_chunk_blocks", "prune_lr", "student_size", "intermediate_weight")
-BOOLEANS = ("teacher", "intermediate")  # papermill -p gives "true"/"false" as text: read as booleans
+BOOLEANS = ("teacher", "intermediate", "kd")  # papermill -p gives "true"/"false" as text: read as booleans
 POSITIVE_LISTS = ("batches", "seeds")
 INDEX_LISTS = ("student_layers",)  # lists of non-negative integers, null in the profiles
 LISTS_OF = {"langs": LANGUAGES, "eval_splits": SPLITS, "runtimes": RUNTIMES, "quant_methods": quant_pipeline.METHODS,
@@ -113,6 +115,10 @@ def validate(p: Mapping[str, Any]) -> None:
         bad = [x for x in p.get(key) or () if not (isinstance(x, int) and x > 0)]
         if bad:
             raise ValueError(f"{key} has {', '.join(map(str, bad))}; each must be a positive integer")
+    for key, low, high in (("one_shot_damps", 0, math.inf), ("one_shot_sparsities", 0, 1)):
+        bad = [x for x in p.get(key) or () if not (isinstance(x, (int, float)) and low < x < high)]
+        if bad:
+            raise ValueError(f"{key} has {', '.join(map(str, bad))}; each must lie in ({low}, {high})")
     for key, allowed in LISTS_OF.items():
         bad = [x for x in p.get(key) or () if x not in allowed]
         if bad:

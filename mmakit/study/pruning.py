@@ -1,9 +1,12 @@
-"""The 03_obs experiment: prune the cached fine-tuned baseline gradually (magnitude, movement or
-OBS) or one-shot, score it, export the dense and the sparse graph and time them together in
-both runtimes, and write the result records.
+"""The 03_obs experiment: prune the cached fine-tuned baseline gradually (magnitude, movement,
+OBS, or random as the control) with distillation from the dense baseline, or one-shot; score it,
+export the dense and the sparse graph and time them together in both runtimes, and write the
+result records (per seed, and the seed aggregate).
 
 A gradual run is cached like a baseline (key: baseline, training data, training and pruning
-settings), so re-running the notebook to redraw tables and figures does not prune again.
+settings, KD), so re-running the notebook to redraw tables and figures does not prune again.
+One-shot mode builds one Fisher per damp from the dense model and prunes a copy to every
+sparsity with it: the damp sweep and the one-shot curve of the schedule come from one run.
 """
 from __future__ import annotations
 
@@ -25,15 +28,21 @@ from transformers import (
 from mmakit.core.alignment import IGNORE, tokenize_dataset
 from mmakit.core.batching import iterate, sorted_batches
 from mmakit.core.data import LANGUAGES, load_split
-from mmakit.core.evaluation import mls, torch_logits
+from mmakit.core.evaluation import EvalSuite, mls, torch_logits
 from mmakit.core.paths import cache_root
 from mmakit.runtime import bench, export
 from mmakit.study import common, provenance, speed
 from mmakit.study.cache import cache_key, load_meta, save_atomically
 from mmakit.study.params import Params
-from mmakit.study.records import make_record, now, write_record
+from mmakit.study.records import make_record, now, read_records, write_record
+from mmakit.study.teacher import teacher_logits
+from mmakit.techniques.distillation import KDConfig, WordKDHook
 from mmakit.techniques.pruning.config import PruningConfig, make_pruner
+from mmakit.techniques.pruning.gradients import GradientSource
 from mmakit.techniques.pruning.gradual import CurveFn, gradual_prune, one_shot
+from mmakit.techniques.pruning.masks import Masks
+from mmakit.techniques.pruning.obs import fisher_inverse, fisher_stats, obs_prune
+from mmakit.techniques.pruning.scope import prunable_weights
 
 NOTEBOOK = "03_obs"
 DENSE = "dense"
@@ -47,21 +56,35 @@ def pruning_config(P: Params) -> PruningConfig:
         pruning_steps=int(P.pruning_steps), warmup_steps=int(P.warmup_steps), prune_interval=int(P.prune_interval),
         final_steps=int(P.final_steps), group_size=int(P.group_size), scope=P.prune_scope, num_grads=int(P.num_grads),
         grad_batch=int(P.grad_batch), obs_block_size=int(P.obs_block_size), obs_damp=float(P.obs_damp),
-        obs_chunk_blocks=int(P.obs_chunk_blocks),
+        obs_chunk_blocks=int(P.obs_chunk_blocks), obs_build=P.get("obs_build") or "sherman-morrison",
     )
 
 
-def run_name(P: Params) -> str:
-    """The record's name: `run_name`, else <model>-<method>-<percent>-<schedule>[-4block][-kd]."""
-    if P.get("run_name"):
-        return P.run_name
+def kd_config(P: Params) -> KDConfig | None:
+    """Distillation from the dense baseline while pruning (`kd`), or None."""
+    return KDConfig(hardness=float(P.hardness), temperature=float(P.temperature)) if P.get("kd") else None
+
+
+def aggregate_name(P: Params) -> str:
+    """<model>-<method>-<percent>-<schedule>[-4block][-nokd]: the seed aggregate's name."""
     name = f"{P.model}-{P.method}-{round(100 * P.sparsity)}-{P.schedule}"
-    return name + ("-4block" if int(P.group_size) == 4 else "") + ("-kd" if P.get("kd") else "")
+    return name + ("-4block" if int(P.group_size) == 4 else "") + ("" if P.get("kd") else "-nokd")
+
+
+def run_name(P: Params) -> str:
+    """The record's name: `run_name`, else the aggregate's name with -s<seed>, e.g. me5-small-obs-80-cubic-s42."""
+    return P.get("run_name") or f"{aggregate_name(P)}-s{P.seed}"
+
+
+def curve_suite(P: Params, tokenizer: PreTrainedTokenizerBase) -> EvalSuite:
+    """The dev subsets of every curve point and one-shot score: drawn with the baseline's seed,
+    so runs of every pruning seed are scored on the same sentences."""
+    return common.curve_suite(P, tokenizer, seed=P.get("baseline_seed") or P.seed)
 
 
 def curve_function(P: Params, tokenizer: PreTrainedTokenizerBase) -> CurveFn:
     """Dev F1 per language on `curve_eval_samples` sentences per language."""
-    suite = common.curve_suite(P, tokenizer)
+    suite = curve_suite(P, tokenizer)
     return lambda model: {lang: s["dev"] for lang, s in suite.evaluate(torch_logits(model))["f1"].items()}
 
 
@@ -74,16 +97,22 @@ def prune(P: Params) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokeni
     cfg = pruning_config(P)
     # the learning rate restarts at every pruning step (cyclic), so no warm-up ramp on top
     train_cfg = common.train_config(P, lr=float(P.get("prune_lr") or P.lr), warmup_ratio=0.0)
-    kd = {"temperature": float(P.temperature), "hardness": float(P.hardness)} if P.get("kd") else None
-    extra = {"pruning": cfg.to_dict(), "baseline": base["key"], "kd": kd, "curve_eval_samples": P.get("curve_eval_samples")}
+    kd = kd_config(P)
+    kd_meta = kd.to_dict() if kd else None
+    extra = {"pruning": cfg.to_dict(), "baseline": base["key"], "kd": kd_meta,
+             "curve_eval_samples": P.get("curve_eval_samples")}
     key = cache_key(P.model_spec(), train, train_cfg, P.max_length, extra, kind="prune")
     folder = cache_root(P.get("cache_dir")) / "pruned" / key
     if not (folder / "mmakit.json").exists():
         model = copy.deepcopy(dense)
-        log = gradual_prune(model, train, tokenizer.pad_token_id, train_cfg, cfg, teacher=dense if kd else None,
-                            **(kd or {}), curve_fn=curve_function(P, tokenizer))
-        meta = {"key": key, "baseline": base, "pruning": cfg.to_dict(), "kd": kd, "curve": log.curve,
-                "steps": log.steps, "sparsity": log.sparsity, "training": log.training,
+        hooks, logits_meta = [], None
+        if kd:  # the dense baseline's word-level logits, computed once per teacher and shared with 04
+            words, logits_meta = teacher_logits(P, dense, tokenizer, base["key"], kd.teacher_batch)
+            hooks = [WordKDHook(words, train, kd)]
+        log = gradual_prune(model, train, tokenizer.pad_token_id, train_cfg, cfg, hooks=hooks,
+                            curve_fn=curve_function(P, tokenizer))
+        meta = {"key": key, "baseline": base, "pruning": cfg.to_dict(), "kd": kd_meta, "teacher_logits": logits_meta,
+                "curve": log.curve, "steps": log.steps, "sparsity": log.sparsity, "training": log.training,
                 "provenance": provenance.run_environment()}
         save_atomically(model, tokenizer, folder, meta)
     model = AutoModelForTokenClassification.from_pretrained(folder).eval()
@@ -111,8 +140,13 @@ def deployed(P: Params, models: dict[str, PreTrainedModel], tokenizer: PreTraine
     return {"throughput": rows, "sizes": sizes, "onnx_zeros": zeros}
 
 
-def technique(P: Params, mode: str, method: str, sparsity: float) -> dict:
-    out = {"method": method, "sparsity": sparsity, "mode": mode, "group_size": int(P.group_size)}
+def technique(P: Params, mode: str, method: str, sparsity: float, damp: float | None = None) -> dict:
+    """What was done: method, sparsity, mode and group size; the schedule, KD and seed of a
+    gradual run; m, B and the damp wherever OBS ran."""
+    out = {"method": method, "sparsity": sparsity, "mode": mode, "group_size": int(P.group_size), "seed": P.seed}
+    if method == "obs":
+        out |= {"num_grads": int(P.num_grads), "block_size": int(P.obs_block_size),
+                "damp": float(P.obs_damp) if damp is None else damp}
     if mode == "gradual":
         out |= {"schedule": P.schedule, "initial_sparsity": float(P.initial_sparsity),
                 "pruning_steps": int(P.pruning_steps), "kd": bool(P.get("kd"))}
@@ -126,12 +160,16 @@ def run_gradual(P: Params) -> dict:
     scored = common.score(P, common.eval_suite(P, tokenizer), torch_logits(model))
     dense_graph = Path(meta["baseline"]["checkpoint"]) / "model.onnx"  # written by 01_baselines, if it ran
     speed = deployed(P, {DENSE: dense, "pruned": model}, tokenizer, {DENSE: dense_graph})
-    return common.finish(P, common.result_record(
+    record = common.finish(P, common.result_record(
         P, run_name(P), technique(P, "gradual", P.method, float(P.sparsity)), scored, clock,
         throughput=speed["throughput"], sizes=speed["sizes"]["pruned"], dense_sizes=speed["sizes"][DENSE],
         onnx_zeros=speed["onnx_zeros"], curve=meta["curve"], sparsity=meta["sparsity"], pruning_steps=meta["steps"],
-        training=meta["training"], baseline=meta["baseline"], cache_key=meta["key"],
+        training=meta["training"], teacher_logits=meta.get("teacher_logits"), baseline=meta["baseline"],
+        cache_key=meta["key"],
     ))
+    if not P.get("run_name"):
+        common.write_seed_aggregate(P, aggregate_name(P))
+    return record
 
 
 def english_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, P: Params) -> float:
@@ -147,11 +185,42 @@ def english_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, P: 
     return total / words
 
 
+def one_shot_models(P: Params, dense: PreTrainedModel, train, pad_id: int, method: str, damp: float | None):
+    """Yield (sparsity, pruned copy of `dense`, its masks, step statistics) for every `one_shot_sparsities`;
+    OBS builds its Fisher once (damp `damp`) from the dense model and prunes every copy with it."""
+    cfg = replace(pruning_config(P), method=method)
+    if method != "obs":
+        for sparsity in P.one_shot_sparsities:
+            model = copy.deepcopy(dense)
+            masks, stats = one_shot(model, make_pruner(cfg, train, pad_id, P.seed), float(sparsity), cfg.scope,
+                                    cfg.group_size)
+            yield float(sparsity), model, masks, stats
+        return
+    t0 = time.perf_counter()
+    source = GradientSource(train, pad_id, cfg.num_grads, cfg.grad_batch, P.seed)
+    fisher = fisher_inverse(dense, Masks(prunable_weights(dense, cfg.scope), cfg.group_size), source, 0,
+                            cfg.obs_block_size, damp, cfg.obs_chunk_blocks, cfg.obs_build)
+    shared = fisher_stats(fisher) | {"fisher_seconds": time.perf_counter() - t0, "grad_batch": cfg.grad_batch}
+    for sparsity in P.one_shot_sparsities:
+        model, t1 = copy.deepcopy(dense), time.perf_counter()
+        masks = Masks(prunable_weights(model, cfg.scope), cfg.group_size)
+        new = obs_prune(fisher, masks, float(sparsity))
+        yield float(sparsity), model, masks, shared | {"newly_pruned_groups": new, "prune_seconds": time.perf_counter() - t1}
+
+
+def one_shot_name(P: Params, method: str, sparsity: float, damp: float | None) -> str:
+    """e.g. me5-small-oneshot-obs-70-damp1e-06 or me5-small-oneshot-magnitude-70."""
+    name = f"{P.get('run_name') or P.model}-oneshot-{method}-{round(100 * sparsity)}"
+    return name + (f"-damp{damp:.0e}" if damp is not None else "")
+
+
 def run_one_shot(P: Params) -> list[dict]:
     """Prune the dense baseline once to each of `one_shot_sparsities` by each of
-    `one_shot_methods`, without retraining; dev F1 per language and English loss; one record each."""
+    `one_shot_methods` (OBS at each of `one_shot_damps`), without retraining; dev F1 per
+    language (on the curve's dev subsets of `curve_eval_samples` sentences) and English loss;
+    one record each."""
     dense, tokenizer, base = common.fine_tuned(P)
-    suite = common.eval_suite(P, tokenizer)
+    suite = curve_suite(P, tokenizer)
     keys = [(lang, "dev") for lang in LANGUAGES]
     dense_f1 = suite.evaluate(torch_logits(dense), keys)["f1"]
     dense_loss = english_loss(dense, tokenizer, P)
@@ -159,22 +228,31 @@ def run_one_shot(P: Params) -> list[dict]:
     train = tokenize_dataset(common.english_train(P), tokenizer, P.max_length)
     records = []
     for method in P.one_shot_methods:
-        for sparsity in P.one_shot_sparsities:
+        damps = [float(d) for d in (P.get("one_shot_damps") or [P.obs_damp])] if method == "obs" else [None]
+        for damp in damps:
             started, t0 = now(), time.perf_counter()
-            cfg = replace(pruning_config(P), method=method, sparsity=float(sparsity), initial_sparsity=float(sparsity))
-            model = copy.deepcopy(dense)
-            masks, stats = one_shot(model, make_pruner(cfg, train, tokenizer.pad_token_id, P.seed), cfg.sparsity, cfg.scope, cfg.group_size)
-            f1 = suite.evaluate(torch_logits(model), keys)["f1"]
-            record = make_record(
-                notebook=NOTEBOOK, run=f"{P.get('run_name') or P.model}-oneshot-{method}-{round(100 * cfg.sparsity)}",
-                profile=P.profile, model=P.model_spec().source, technique=technique(P, "one_shot", method, cfg.sparsity),
-                params=dict(P), f1=f1, mls=mls(f1, ref), mls_reference=ref_name, loss=english_loss(model, tokenizer, P),
-                dense_f1=dense_f1, dense_loss=dense_loss, sparsity=masks.report(), pruning_steps=[stats],
-                baseline=base, started=started, seconds=time.perf_counter() - t0,
-            )
-            write_record(record, P.get("results_dir"))
-            records.append(record)
+            for sparsity, model, masks, stats in one_shot_models(P, dense, train, tokenizer.pad_token_id, method, damp):
+                f1 = suite.evaluate(torch_logits(model), keys)["f1"]
+                record = make_record(
+                    notebook=NOTEBOOK, run=one_shot_name(P, method, sparsity, damp), profile=P.profile,
+                    model=P.model_spec().source, technique=technique(P, "one_shot", method, sparsity, damp),
+                    params=dict(P), f1=f1, mls=mls(f1, ref), mls_reference=ref_name,
+                    loss=english_loss(model, tokenizer, P), dense_f1=dense_f1, dense_loss=dense_loss,
+                    eval_samples=P.get("curve_eval_samples"),
+                    sparsity=masks.report(), pruning_steps=[stats],
+                    baseline=base, started=started, seconds=time.perf_counter() - t0,
+                )
+                write_record(record, P.get("results_dir"))
+                records.append(record)
+                started, t0 = now(), time.perf_counter()
     return records
+
+
+def dense_f1(P: Params) -> dict | None:
+    """F1 of the dense baseline the runs prune: 01_baselines' record of `baseline_seed` (None before it ran)."""
+    name = f"{P.model}-s{P.get('baseline_seed') or P.seed}"
+    found = [r for r in read_records(P.get("results_dir"), "01_baselines") if r["run"] == name]
+    return found[0]["f1"] if found else None
 
 
 def run(P: Params) -> list[dict]:

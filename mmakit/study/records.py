@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mmakit.core.paths import REPO, write_json_atomic
-from mmakit.study.code_version import all_versions
+from mmakit.study.code_version import versions_for
 from mmakit.study.provenance import run_environment
 
 RESULTS_ENV = "MMAKIT_RESULTS_DIR"
@@ -37,7 +37,7 @@ def make_record(*, notebook: str, run: str, profile: str, model: str, technique:
     record = {
         "notebook": notebook, "run": run, "profile": profile, "model": model, "technique": technique,
         "params": params, "f1": f1, "mls": mls, "throughput": [], "curve": [], "sizes": {},
-        "env": run_environment(), "code_versions": all_versions(), "started": started, "seconds": round(seconds, 2),
+        "env": run_environment(), "code_versions": versions_for(notebook), "started": started, "seconds": round(seconds, 2),
     }
     if profile == "smoke":
         record["note"] = "smoke profile: a tiny random model on a few hundred sentences; the numbers mean nothing"

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from mmakit.core.paths import REPO
-from mmakit.study.code_version import all_versions
+from mmakit.study.code_version import versions_for
 from mmakit.study.params import load_profile
 from mmakit.study.records import read_records
 
@@ -86,9 +86,10 @@ def experiments(name: str) -> dict[str, dict]:
 def is_current(record: dict, job: Job, profile: str) -> bool:
     """Whether `record` is what `job` would write now: same parameters where both define them
     (the profile's values overlaid with the experiment's), same code versions for every kind
-    the record names (a kind added later, e.g. "distil", does not make older records stale)."""
-    versions, current = record.get("code_versions") or {}, all_versions()
-    if not versions or any(current.get(k) != v for k, v in versions.items()) or \
+    the notebook depends on that the record names (a kind added later, e.g. "distil", does not
+    make older records stale; nor does a change in a kind the notebook does not use)."""
+    versions, current = record.get("code_versions") or {}, versions_for(job.notebook)
+    if not versions or any(versions[k] != v for k, v in current.items() if k in versions) or \
             record.get("profile") != load_profile(profile).get("profile"):
         return False
     expected = load_profile(profile) | job.values

@@ -6,14 +6,16 @@ from dataclasses import asdict, dataclass
 from datasets import Dataset
 
 from mmakit.techniques.pruning.base import Pruner
+from mmakit.techniques.pruning.fisher import BUILDS
 from mmakit.techniques.pruning.gradients import GradientSource
 from mmakit.techniques.pruning.magnitude import MagnitudePruner
 from mmakit.techniques.pruning.movement import MovementPruner
 from mmakit.techniques.pruning.obs import ObsPruner
+from mmakit.techniques.pruning.random_pruning import RandomPruner
 from mmakit.techniques.pruning.schedule import SCHEDULES, PruningPlan, sparsity_schedule
 from mmakit.techniques.pruning.scope import DEFAULT_SCOPE
 
-METHODS = ("obs", "magnitude", "movement")
+METHODS = ("obs", "magnitude", "movement", "random")  # random: the control
 GROUP_SIZES = (1, 4)  # unstructured, or blocks of 4 consecutive weights
 MODES = ("gradual", "one_shot")  # three stages with retraining, or one step from the dense model
 
@@ -42,6 +44,7 @@ class PruningConfig:
     obs_block_size: int = 32
     obs_damp: float = 1e-7
     obs_chunk_blocks: int = 2048
+    obs_build: str = "sherman-morrison"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -52,6 +55,8 @@ class PruningConfig:
             raise ValueError(f"need 0 <= initial_sparsity ({self.initial_sparsity}) <= sparsity ({self.sparsity}) < 1")
         if self.group_size not in GROUP_SIZES:
             raise ValueError(f"group_size must be 1 (unstructured) or 4 (4-block), not {self.group_size}")
+        if self.obs_build not in BUILDS:
+            raise ValueError(f"unknown obs_build {self.obs_build!r}; choose from {', '.join(BUILDS)}")
         if self.obs_block_size % self.group_size:
             raise ValueError(f"obs_block_size {self.obs_block_size} must be a multiple of group_size {self.group_size}")
         self.plan  # validates the stage lengths
@@ -73,7 +78,9 @@ def make_pruner(cfg: PruningConfig, train: Dataset, pad_id: int, seed: int) -> P
     """The pruner of `cfg.method`, drawing its gradients from tokenized English `train`."""
     source = GradientSource(train, pad_id, cfg.num_grads, cfg.grad_batch, seed)
     if cfg.method == "obs":
-        return ObsPruner(source, cfg.obs_block_size, cfg.obs_damp, cfg.obs_chunk_blocks)
+        return ObsPruner(source, cfg.obs_block_size, cfg.obs_damp, cfg.obs_chunk_blocks, cfg.obs_build)
     if cfg.method == "movement":
         return MovementPruner(source)
+    if cfg.method == "random":
+        return RandomPruner(seed)
     return MagnitudePruner()

@@ -1,30 +1,46 @@
 """Block-diagonal inverse of the dampened empirical Fisher, F = damp I + (1/m) sum_i g_i g_i^T,
-built from m gradients by Sherman-Morrison updates (no matrix inversion), as oBERT does.
+built from m gradients in one of two ways that agree to rounding (tested):
+
+- "sherman-morrison" (oBERT's): rank-1 updates of the inverse, no matrix inversion;
+- "direct": the B x B Fisher of every block summed from the gradients (one batched rank-k
+  product per buffer of gradients), then all blocks inverted at once, chunk by chunk, by a
+  Cholesky factorisation in float64. It needs about half the arithmetic of Sherman-Morrison
+  at m >> buffer and is better conditioned when the damp is tiny.
 
 Blocks are B consecutive weights of one flattened tensor (the last block of a tensor is
 zero-padded; blocks never span tensors), stored as one (blocks, B, B) tensor: O(B d) memory.
-Gradients are buffered in groups of `buffer`; each chunk of `chunk_blocks` blocks then takes
-the group's Sherman-Morrison steps in one pass, keeping the rank-1 factors:
+Gradients are buffered in groups of `buffer`. Sherman-Morrison: each chunk of `chunk_blocks`
+blocks then takes the group's steps in one pass, keeping the rank-1 factors:
     u_i = F_0^-1 g_i - sum_{j<i} u_j (u_j . g_i) / d_j,   d_i = m + g_i . u_i,
     F_k^-1 = F_0^-1 - sum_i u_i u_i^T / d_i,
 which is the per-gradient recursion F_i^-1 = F_{i-1}^-1 - (F_{i-1}^-1 g)(F_{i-1}^-1 g)^T / (m + g^T F_{i-1}^-1 g)
 written so the (B, B) blocks are read and written once per group instead of once per gradient.
+
+`degeneracy` is the median over weights of damp * [F^-1]_jj: near 1 the gradients add nothing
+to the damp (F^-1 ~ I / damp), so OBS saliency w^2 / (2 [F^-1]_jj) ranks like magnitude.
 """
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import torch
+
+BUILDS = ("sherman-morrison", "direct")
 
 
 class BlockFisherInverse:
     """The inverse of the dampened block-diagonal empirical Fisher over a list of tensors."""
 
     def __init__(self, sizes: Sequence[int], block_size: int, damp: float, num_grads: int,
-                 chunk_blocks: int = 2048, buffer: int = 8, dtype: torch.dtype = torch.float32):
+                 chunk_blocks: int = 2048, buffer: int = 8, dtype: torch.dtype = torch.float32,
+                 build: str = "sherman-morrison"):
         if block_size < 1 or damp <= 0 or num_grads < 1 or chunk_blocks < 1 or buffer < 1:
             raise ValueError("block_size, damp, num_grads, chunk_blocks and buffer must be positive")
+        if build not in BUILDS:
+            raise ValueError(f"unknown Fisher build {build!r}; choose from {', '.join(BUILDS)}")
+        self.build, self.damp = build, damp
         self.sizes = list(sizes)
         self.block_size = block_size
         self.num_grads = num_grads
@@ -32,8 +48,12 @@ class BlockFisherInverse:
         counts = [math.ceil(n / block_size) for n in self.sizes]
         self.block_offsets = [sum(counts[:i]) for i in range(len(counts))]
         self.n_blocks = sum(counts)
-        self.inv = torch.eye(block_size, dtype=dtype).div_(damp).expand(self.n_blocks, -1, -1).clone()
+        # Sherman-Morrison: the inverse, from I / damp; direct: the sum of g g^T, inverted at the end
+        start = torch.eye(block_size, dtype=dtype).div_(damp) if build == "sherman-morrison" else \
+            torch.zeros(block_size, block_size, dtype=dtype)
+        self.inv = start.expand(self.n_blocks, -1, -1).clone()
         self.seen = 0
+        self.seconds = 0.0  # spent building the inverse (not computing gradients)
         self._pending = 0  # gradients written to self._grads but not yet applied
         self._grads = torch.empty(min(buffer, num_grads), self.n_blocks, block_size, dtype=dtype)
 
@@ -63,9 +83,32 @@ class BlockFisherInverse:
         self._pending += 1
         self.seen += 1
         if self._pending == self._grads.shape[0] or self.seen == self.num_grads:
-            self._flush()
+            start = time.perf_counter()
+            if self.build == "sherman-morrison":
+                self._flush()
+            else:
+                self._accumulate()
+                if self.seen == self.num_grads:
+                    self._invert()
+            self.seconds += time.perf_counter() - start
+
+    def _accumulate(self) -> None:
+        """Direct build: add the buffered gradients' outer products to every block's sum."""
+        k, self._pending = self._pending, 0
+        for start in range(0, self.n_blocks, self.chunk_blocks):
+            g = self._grads[:k, start : start + self.chunk_blocks].transpose(0, 1)  # (c, k, B)
+            self.inv[start : start + self.chunk_blocks].baddbmm_(g.transpose(1, 2), g)
+
+    def _invert(self) -> None:
+        """Direct build: replace each block's sum S by (damp I + S / m)^-1, in float64."""
+        eye = torch.eye(self.block_size, dtype=torch.float64)
+        for start in range(0, self.n_blocks, self.chunk_blocks):
+            block = self.inv[start : start + self.chunk_blocks]
+            fisher = block.double().div_(self.num_grads).add_(eye, alpha=self.damp)
+            block.copy_(torch.cholesky_inverse(torch.linalg.cholesky(fisher)))
 
     def _flush(self) -> None:
+        """Sherman-Morrison: apply the buffered gradients' rank-1 updates to every block."""
         k, self._pending = self._pending, 0
         for start in range(0, self.n_blocks, self.chunk_blocks):
             inv = self.inv[start : start + self.chunk_blocks]
@@ -83,6 +126,11 @@ class BlockFisherInverse:
     def check_complete(self) -> None:
         if self.seen != self.num_grads:
             raise ValueError(f"the Fisher has {self.seen} of its m = {self.num_grads} gradients")
+
+    def degeneracy(self) -> float:
+        """Median over the real (unpadded) weights of damp * [F^-1]_jj: 1 means magnitude-like."""
+        diag = self.from_blocks(self.inv.diagonal(dim1=1, dim2=2))
+        return float(torch.cat(diag).median()) * self.damp
 
     def diagonal_blocks(self, group: int = 1) -> torch.Tensor:
         """The (group, group) diagonal sub-blocks of every block: shape (blocks, B / group, group, group)."""

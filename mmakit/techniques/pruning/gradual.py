@@ -1,18 +1,18 @@
 """Gradual pruning in three stages (fine-tune, prune every `prune_interval` steps along the
 sparsity curve, fine-tune with fixed masks) inside one run of the shared training loop, with a
-cyclic learning rate rewound after each pruning step and optional distillation from the dense
-model. Dev F1 per language is measured just before and after every pruning step: the curve.
+cyclic learning rate rewound after each pruning step and optional extra training hooks (the
+driver passes distillation from the dense model this way). Dev F1 per language is measured just
+before and after every pruning step: the curve.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from datasets import Dataset
 from transformers import PreTrainedModel
 
-from mmakit.core.distillation import DistillationHook
 from mmakit.core.train import TrainConfig, TrainHooks, fine_tune
 from mmakit.techniques.pruning.base import Pruner
 from mmakit.techniques.pruning.config import PruningConfig, make_pruner
@@ -85,19 +85,16 @@ class PruningHook(TrainHooks):
 
 
 def gradual_prune(model: PreTrainedModel, train: Dataset, pad_id: int, train_cfg: TrainConfig, cfg: PruningConfig,
-                  teacher: PreTrainedModel | None = None, temperature: float = 2.0, hardness: float = 1.0,
-                  curve_fn: CurveFn | None = None) -> PruningLog:
+                  hooks: Sequence[TrainHooks] = (), curve_fn: CurveFn | None = None) -> PruningLog:
     """Prune `model` in place to `cfg.sparsity` along `cfg`'s schedule while fine-tuning on `train`.
 
     `train_cfg` gives lr, batch size, seed and the rest; its epochs and restarts are replaced
-    by the plan's step count and its pruning steps. A `teacher` with `hardness` > 0 adds
-    output distillation.
+    by the plan's step count and its pruning steps. `hooks` join the pruning hook in the
+    training loop (e.g. a distillation loss).
     """
     masks = Masks(prunable_weights(model, cfg.scope), cfg.group_size)
     hook = PruningHook(make_pruner(cfg, train, pad_id, train_cfg.seed), masks, cfg, curve_fn)
-    hooks: list[TrainHooks] = [hook]
-    if teacher is not None and hardness > 0:
-        hooks.append(DistillationHook(teacher, temperature, hardness))
+    hooks = [hook, *hooks]
     plan = cfg.plan
     if 0 in hook.events:
         hook.prune(0, model)

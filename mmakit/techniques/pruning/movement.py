@@ -1,8 +1,10 @@
-"""Hard movement pruning (Sanh et al.): score S = -sum over training steps of dL/dw * w,
-accumulated between pruning steps; the weights moving towards zero are pruned first.
+"""Hard movement pruning (Sanh et al. 2020): score S = -sum over training steps of dL/dw * w,
+accumulated over the whole run, as Sanh et al. and SparseML do (never reset at a pruning step:
+a few dozen steps of a converged model are noise); the weights moving towards zero are pruned
+first. Pruned weights are exactly zero, so their scores stop moving.
 
-If a pruning step comes before any training step (no warm-up), the scores are gathered from
-the gradient source instead: a first-order -g * w estimate on fresh mini-batches.
+If a pruning step comes before any training step (no warm-up), the scores start from the
+gradient source instead: a first-order -g * w estimate on fresh mini-batches.
 """
 from __future__ import annotations
 
@@ -39,8 +41,6 @@ class MovementPruner(Pruner):
             self.source.each(model, masks, round_index, lambda grads: self._accumulate(masks, grads))
             source = "gradient mini-batches"
         g = masks.group_size
-        used = self.steps
         new = masks.select({n: s.reshape(-1, g).sum(1) for n, s in self.scores.items()}, sparsity)
         masks.apply()
-        self.scores, self.steps = {}, 0
-        return {"newly_pruned_groups": new, "score_steps": used, "score_source": source}
+        return {"newly_pruned_groups": new, "score_steps": self.steps, "score_source": source}

@@ -24,9 +24,10 @@ from mmakit.techniques.pruning.memory import peak_memory
 
 
 def fisher_inverse(model: nn.Module, masks: Masks, source: GradientSource, round_index: int,
-                   block_size: int, damp: float, chunk_blocks: int) -> BlockFisherInverse:
+                   block_size: int, damp: float, chunk_blocks: int, build: str = "sherman-morrison") -> BlockFisherInverse:
     """F^-1 over the pruned weights from `source.count` masked gradients."""
-    fisher = BlockFisherInverse([w.numel() for w in masks.weights.values()], block_size, damp, source.count, chunk_blocks)
+    fisher = BlockFisherInverse([w.numel() for w in masks.weights.values()], block_size, damp, source.count, chunk_blocks,
+                                build=build)
     source.each(model, masks, round_index, fisher.add)
     fisher.check_complete()
     return fisher
@@ -35,6 +36,7 @@ def fisher_inverse(model: nn.Module, masks: Masks, source: GradientSource, round
 @torch.no_grad()
 def obs_prune(fisher: BlockFisherInverse, masks: Masks, sparsity: float) -> int:
     """Prune `masks.weights` to `sparsity` by OBS saliency with the optimal update; return the new groups."""
+    fisher.check_complete()
     g = masks.group_size
     names, weights = list(masks.weights), list(masks.weights.values())
     w = fisher.to_blocks([x.detach() for x in weights])
@@ -56,25 +58,33 @@ def obs_prune(fisher: BlockFisherInverse, masks: Masks, sparsity: float) -> int:
     return new
 
 
+def fisher_stats(fisher: BlockFisherInverse) -> dict:
+    """What a step's Fisher was: m, B, damp, how it was built, its memory and its degeneracy."""
+    return {"num_grads": fisher.num_grads, "block_size": fisher.block_size, "damp": fisher.damp,
+            "fisher_build": fisher.build, "fisher_mb": fisher.nbytes / 2**20, "inverse_seconds": fisher.seconds,
+            "degeneracy": fisher.degeneracy()}
+
+
 class ObsPruner(Pruner):
-    """oBERT pruning; each step reports seconds (gradients + inverse, pruning) and peak memory."""
+    """oBERT pruning; each step reports seconds (gradients, inverse, pruning), peak memory and
+    the Fisher's degeneracy (fisher.py)."""
 
     method = "obs"
 
-    def __init__(self, source: GradientSource, block_size: int, damp: float, chunk_blocks: int = 2048):
+    def __init__(self, source: GradientSource, block_size: int, damp: float, chunk_blocks: int = 2048,
+                 build: str = "sherman-morrison"):
         self.source, self.block_size, self.damp, self.chunk_blocks = source, block_size, damp, chunk_blocks
+        self.build = build
 
     def prune(self, model: nn.Module, masks: Masks, sparsity: float, round_index: int) -> dict:
         start = time.perf_counter()
         with peak_memory() as memory:
-            fisher = fisher_inverse(model, masks, self.source, round_index, self.block_size, self.damp, self.chunk_blocks)
+            fisher = fisher_inverse(model, masks, self.source, round_index, self.block_size, self.damp,
+                                    self.chunk_blocks, self.build)
             built = time.perf_counter()
             new = obs_prune(fisher, masks, sparsity)
-            fisher_mb = fisher.nbytes / 2**20
+            stats = fisher_stats(fisher)
             del fisher
         done = time.perf_counter()
-        return {
-            "newly_pruned_groups": new, "seconds": done - start, "fisher_seconds": built - start,
-            "prune_seconds": done - built, "fisher_mb": fisher_mb, "num_grads": self.source.count,
-            "grad_batch": self.source.batch_size, "block_size": self.block_size, "damp": self.damp, **memory,
-        }
+        return {"newly_pruned_groups": new, "seconds": done - start, "fisher_seconds": built - start,
+                "prune_seconds": done - built, "grad_batch": self.source.batch_size, **stats, **memory}
