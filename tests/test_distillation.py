@@ -150,6 +150,26 @@ def test_distillation_parameters_are_validated(work_dirs):
     assert params.resolve(base | {"teacher": "false"}, "04_distillation").teacher is False
     assert params.resolve(base | {"student_layers": "0,1"}, "04_distillation").student_layers == [0, 1]  # -p 0,1
     assert params.resolve(base | {"student_layers": 1}, "04_distillation").student_layers == [1]
+    with pytest.raises(ValueError, match="unlabelled_langs needs teacher=True and hardness=1"):
+        distillation.kd_config(params.resolve(base | {"unlabelled_langs": "es", "hardness": 0.5}, "04_distillation"))
+    with pytest.raises(ValueError, match="allowed: es, nl"):
+        params.resolve(base | {"unlabelled_langs": "en"}, "04_distillation")
+    with pytest.raises(ValueError, match="student_model 'distilbert' is not among the profile's models"):
+        params.resolve(base | {"student_model": "distilbert"}, "04_distillation")
+
+
+def test_unlabelled_sentences_follow_english_with_their_tags_dropped(work_dirs):
+    P = params.resolve({"profile": "smoke", **{k: str(v) for k, v in work_dirs.items()},
+                        "unlabelled_langs": "es,nl", "max_train_samples": 20}, "04_distillation")
+    english = distillation.common.english_train(P)
+    data = distillation.training_sentences(P)
+    assert len(data) == len(english) + 40
+    assert data[: len(english)]["tokens"] == english["tokens"]  # English first, labels kept
+    assert all(set(tags) == {0} for tags in data[len(english):]["ner_tags"])  # es, nl: O only (never read)
+    assert distillation.run_name(P, [1]) == "tiny-L1-kd-unlab_es_nl-s42"
+    whole = params.resolve({"profile": "smoke", **{k: str(v) for k, v in work_dirs.items()}, "student_model": "tiny"},
+                           "04_distillation")
+    assert distillation.run_name(whole, [0, 1]) == "tiny-kd-s42"
 
 
 @pytest.mark.notebook
@@ -164,6 +184,18 @@ def test_notebook_distils_on_smoke_and_writes_a_record(work_dirs, tmp_path):
     assert kd["training"]["teacher_key"] and kd["training"]["checkpoint"]
     assert {"dense", "student"} <= {t["model"] for t in kd["throughput"]}
     assert records["tiny-L1-ce-s42"]["training"]["teacher_key"] is None
+
+
+def test_a_whole_profile_model_as_student_with_unlabelled_spanish(work_dirs):
+    P = params.resolve({"profile": "smoke", **{k: str(v) for k, v in work_dirs.items()}, "student_model": "tiny",
+                        "unlabelled_langs": "es"}, "04_distillation")
+    common.setup(P)
+    record = distillation.run(P)
+    assert record["run"] == "tiny-kd-unlab_es-s42"
+    assert record["technique"]["layers"] == [0, 1] and record["technique"]["unlabelled_langs"] == ["es"]
+    english = len(common.english_train(P))
+    assert record["training"]["teacher_logits"]["forward_calls"] > 0  # a teacher cache of its own (more sentences)
+    assert record["training"]["steps"] > 0 and english < len(distillation.training_sentences(P))
 
 
 def test_records_made_before_the_distil_kind_existed_stay_current():

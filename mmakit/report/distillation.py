@@ -27,14 +27,24 @@ def aggregates(records: list[dict]) -> list[dict]:
     return [r for r in records if r["technique"].get("method") == "distil" and r.get("aggregate_of")]
 
 
-def label(record: dict) -> str:
-    """e.g. `L6 [1,3,5,7,9,11] kd (h=1.0, T=2.0)` or `L3 [3,7,11] no teacher`."""
+def student_of(record: dict) -> str:
+    """e.g. `L6 [1,3,5,7,9,11]`, or a hub student's name with its layer count."""
     t = record["technique"]
-    layers = ",".join(map(str, t["layers"]))
+    if t.get("student_model"):
+        return f"{t['student_model']} (L{t['num_layers']})"
+    return f"L{t['num_layers']} [{','.join(map(str, t['layers']))}]"
+
+
+def label(record: dict) -> str:
+    """e.g. `L6 [1,3,5,7,9,11] kd (h=1.0, T=2.0)`, `L3 [3,7,11] no teacher`, or with
+    `+ unlabelled es,nl (beyond the paper)`."""
+    t = record["technique"]
     how = f"kd (h={t['hardness']}, T={t['temperature']})" if t["teacher"] else "no teacher"
     if t.get("intermediate"):
         how += f" + hidden MSE x{t['intermediate']}"
-    return f"L{t['num_layers']} [{layers}] {how}"
+    if t.get("unlabelled_langs"):
+        how += f" + unlabelled {','.join(t['unlabelled_langs'])} (beyond the paper)"
+    return f"{student_of(record)} {how}"
 
 
 def table4(records: list[dict]) -> pd.DataFrame:
@@ -110,11 +120,13 @@ def teacher_effect(records: list[dict]) -> pd.DataFrame:
     language), paired by seed: mean, sample sd over seeds, number of pairs, and the mean in
     units of that sd. Only settings run both ways with the same seed count."""
     out = []
-    by_student: dict[tuple, dict[bool, dict[int, dict]]] = {}
+    by_student: dict[str, dict[bool, dict[int, dict]]] = {}
     for r in runs(records):
         t = r["technique"]
-        by_student.setdefault(tuple(t["layers"]), {}).setdefault(bool(t["teacher"]), {})[t.get("seed")] = r
-    for layers, sides in by_student.items():
+        if t.get("unlabelled_langs") or t.get("intermediate"):
+            continue  # compared with output KD on English alone, not here
+        by_student.setdefault(student_of(r), {}).setdefault(bool(t["teacher"]), {})[t.get("seed")] = r
+    for student, sides in by_student.items():
         seeds = sorted(set(sides.get(True, {})) & set(sides.get(False, {})))
         if not seeds:
             continue
@@ -128,6 +140,6 @@ def teacher_effect(records: list[dict]) -> pd.DataFrame:
                 continue
             sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None
             mean = float(np.mean(diffs))
-            out.append({"student": f"L{len(layers)} [{','.join(map(str, layers))}]", "measure": name, "mean": mean,
+            out.append({"student": student, "measure": name, "mean": mean,
                         "sd": sd, "pairs": len(diffs), "mean / sd": mean / sd if sd else None})
     return pd.DataFrame(out).set_index(["student", "measure"]) if out else pd.DataFrame()

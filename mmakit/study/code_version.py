@@ -56,8 +56,8 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "drivers": (1, "757e866b8e9f23f0"),
     "baseline-driver": (1, "3c917954376c72ee"),
     "heads-driver": (1, "20adb4625385a55c"),
-    "prune-driver": (1, "85a7fce759531ce9"),
-    "distil-driver": (1, "8d77ba932444f3fd"),
+    "prune-driver": (1, "b932bd2f6f22667f"),
+    "distil-driver": (1, "8295ce09c8da95fb"),
     "quantize-driver": (1, "13ac53dfba3f69c1"),
 }
 _SHARED = ("fine-tune", "evaluate", "runtime", "drivers")

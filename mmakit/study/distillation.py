@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from accelerate import PartialState
+from datasets import Dataset, concatenate_datasets
 from transformers import (
     AutoModelForTokenClassification,
     PreTrainedModel,
@@ -22,6 +23,7 @@ from transformers import (
 
 from mmakit.core.alignment import tokenize_dataset
 from mmakit.core.batching import iterate, sorted_batches
+from mmakit.core.data import LABEL2ID, load_split
 from mmakit.core.evaluation import torch_logits
 from mmakit.core.models import count_parameters
 from mmakit.core.paths import cache_root
@@ -52,23 +54,55 @@ def student_config(P: Params) -> StudentConfig:
 def kd_config(P: Params) -> KDConfig:
     """KD settings; intermediate-layer matching (`intermediate`, weight `intermediate_weight`)
     maps student layer i to the teacher layer it was copied from and needs a teacher with the
-    student's tokenizer (teacher_model unset or the model itself)."""
+    student's tokenizer (teacher_model unset or the model itself, no student_model).
+    Unlabelled sentences (`unlabelled_langs`) carry only the teacher's soft targets, so they
+    need the teacher and hardness 1."""
     weight = float(P.get("intermediate_weight") or 1.0) if P.get("intermediate") else 0.0
-    if weight and not (P.teacher and (P.get("teacher_model") or P.model) == P.model):
-        raise ValueError("intermediate=True needs teacher=True and a teacher made from the student's model "
-                         "(same tokenizer and hidden size): leave teacher_model unset")
+    if weight and not (P.teacher and (P.get("teacher_model") or P.model) == P.model and not P.get("student_model")):
+        raise ValueError("intermediate=True needs teacher=True and a student made from the teacher's model "
+                         "(same tokenizer and hidden size): leave teacher_model and student_model unset")
+    if P.get("unlabelled_langs") and not (P.teacher and float(P.hardness) == 1.0):
+        raise ValueError("unlabelled_langs needs teacher=True and hardness=1: those sentences have no labels, "
+                         "only the teacher's soft targets")
     return KDConfig(hardness=float(P.hardness), temperature=float(P.temperature), intermediate_weight=weight)
 
 
+def training_sentences(P: Params) -> Dataset:
+    """English train, then (beyond the paper) the CoNLL-2002 train sentences of `unlabelled_langs`
+    with their tags dropped (all O: only the teacher's soft targets at their words are used)."""
+    english = common.english_train(P)
+    langs = P.get("unlabelled_langs") or []
+    if not langs:
+        return english
+    unlabelled = [load_split(lang, "train", P.get("data_dir"), P.get("max_train_samples")).map(
+        lambda ex: {"ner_tags": [LABEL2ID["O"]] * len(ex["ner_tags"])}) for lang in langs]
+    return concatenate_datasets([english, *unlabelled])
+
+
+def make_run_student(P: Params) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[int]]:
+    """(student, its tokenizer, the encoder layers it has): `student_model`'s pretrained encoder
+    as it is (the paper profile's hub students), else the run's layers of the model's encoder."""
+    if P.get("student_model"):
+        model, tokenizer = common.fresh_model(P, P.student_model, seed=P.seed)
+        return model, tokenizer, list(range(model.config.num_hidden_layers))
+    base, tokenizer = common.fresh_model(P, seed=P.seed)
+    student, keep = make_student(base, student_config(P))
+    return student, tokenizer, keep
+
+
 def run_name(P: Params, keep: list[int]) -> str:
-    """`run_name`, else <model>-L<layers kept>[-<choice>]-<kd|kd-hid|ce>-s<seed>, e.g. me5-small-L6-kd-s42
-    (kd-hid: with intermediate-layer matching)."""
+    """`run_name`, else <model>-L<layers kept>[-<choice>]-<kd|kd-hid|ce>[-unlab_<langs>]-s<seed>, e.g.
+    me5-small-L6-kd-s42 (kd-hid: with intermediate-layer matching; unlab: with unlabelled
+    sentences), or <student_model>-<kd|ce>-s<seed> for a hub student."""
     if P.get("run_name"):
         return P.run_name
+    kd = ("kd-hid" if P.get("intermediate") else "kd") if P.teacher else "ce"
+    kd += "-unlab_" + "_".join(P.unlabelled_langs) if P.get("unlabelled_langs") else ""
+    if P.get("student_model"):
+        return f"{P.student_model}-{kd}-s{P.seed}"
     cfg = student_config(P)
     how = "" if cfg.layers is None and cfg.choice == "alternate" else (
         f"-{cfg.choice}" if cfg.layers is None else "-layers" + "_".join(map(str, keep)))
-    kd = ("kd-hid" if P.get("intermediate") else "kd") if P.teacher else "ce"
     return f"{P.model}-L{len(keep)}{how}-{kd}-s{P.seed}"
 
 
@@ -76,29 +110,32 @@ def distil(P: Params) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
     """(student, tokenizer, meta): the run's student fine-tuned on English with or without the
     teacher, loaded from the cache when this exact run was done before. `meta` is the cache's
     metadata plus the student's layers, the teacher's key and the teacher-logit bookkeeping."""
-    base, tokenizer = common.fresh_model(P, seed=P.seed)
-    scfg = student_config(P)
-    student, keep = make_student(base, scfg)
-    del base
-    train = tokenize_dataset(common.english_train(P), tokenizer, P.max_length)
+    kd = kd_config(P)
+    student, tokenizer, keep = make_run_student(P)
+    sentences = training_sentences(P)
+    train = tokenize_dataset(sentences, tokenizer, P.max_length)
     cfg = common.train_config(P)
     teacher, teacher_tok, teacher_meta = common.fine_tuned(P, P.get("teacher_model")) if P.teacher else (None, None, None)
-    kd = kd_config(P)
-    extra = {"student": scfg.to_dict() | {"kept": keep}, "teacher": teacher_meta["key"] if teacher_meta else None,
+    student_key = {"model": P.student_model} if P.get("student_model") else student_config(P).to_dict()
+    extra = {"student": student_key | {"kept": keep}, "teacher": teacher_meta["key"] if teacher_meta else None,
              "hardness": kd.hardness if teacher is not None else None,
              "temperature": kd.temperature if teacher is not None else None}
-    if kd.intermediate_weight:  # only when on, so keys of output-only runs stay as they were
+    # each only when on, so keys of the runs made before they existed stay as they were
+    if kd.intermediate_weight:
         extra["intermediate"] = {"weight": kd.intermediate_weight, "layer_map": dict(enumerate(keep))}
+    if P.get("unlabelled_langs"):
+        extra["unlabelled_langs"] = list(P.unlabelled_langs)
     processes = PartialState().num_processes
     if processes > 1:
         extra["processes"] = processes
-    key = cache_key(P.model_spec(), train, cfg, P.max_length, extra, kind="distil")
+    key = cache_key(P.model_spec(P.get("student_model")), train, cfg, P.max_length, extra, kind="distil")
     hooks, logits_meta = [], None
     if teacher is not None and not (cache_root(P.get("cache_dir")) / "checkpoints" / key / "mmakit.json").exists():
-        words, logits_meta = teacher_logits(P, teacher, teacher_tok, teacher_meta["key"], kd.teacher_batch)
+        words, logits_meta = teacher_logits(P, sentences, teacher, teacher_tok, teacher_meta["key"], kd.teacher_batch)
         hooks = [WordKDHook(words, train, kd, layer_map=dict(enumerate(keep)))]
     folder, meta = cached_fine_tune(key, student, tokenizer, train, cfg, P.get("cache_dir"),
-                                    desc=f"distil {P.model} L{len(keep)} {'kd' if P.teacher else 'ce'} seed {P.seed}",
+                                    desc=f"distil {P.get('student_model') or P.model} L{len(keep)} "
+                                         f"{'kd' if P.teacher else 'ce'} seed {P.seed}",
                                     device=P.get("device") or "auto", provenance=provenance.run_environment(),
                                     hooks=hooks)
     model = AutoModelForTokenClassification.from_pretrained(folder).eval()
@@ -126,6 +163,7 @@ def deployed(P: Params, models: dict[str, PreTrainedModel], tokenizer: PreTraine
 def technique(P: Params, keep: list[int]) -> dict:
     kd = kd_config(P)
     return {"method": "distil", "layers": keep, "num_layers": len(keep), "teacher": bool(P.teacher),
+            "student_model": P.get("student_model"), "unlabelled_langs": list(P.get("unlabelled_langs") or []),
             "teacher_model": (P.get("teacher_model") or P.model) if P.teacher else None,
             "hardness": kd.hardness if P.teacher else None, "temperature": kd.temperature if P.teacher else None,
             "intermediate": kd.intermediate_weight or None,
@@ -153,7 +191,7 @@ def run(P: Params) -> dict:
     keep = meta["layers"]
     name = run_name(P, keep)
     record = common.finish(P, common.result_record(
-        P, name, technique(P, keep), scored, clock,
+        P, name, technique(P, keep), scored, clock, model=P.get("student_model"),
         throughput=speed_["throughput"], sizes=speed_["sizes"][STUDENT], dense_sizes=speed_["sizes"][DENSE],
         onnx_parity=speed_["parity"].get(STUDENT), parameters=count_parameters(model), training=meta,
         baseline={"key": base["key"], "checkpoint": base["checkpoint"]}, cache_key=meta["key"],

@@ -58,7 +58,8 @@ BOOLEANS = ("teacher", "intermediate", "kd")  # papermill -p gives "true"/"false
 POSITIVE_LISTS = ("batches", "seeds")
 INDEX_LISTS = ("student_layers",)  # lists of non-negative integers, null in the profiles
 LISTS_OF = {"langs": LANGUAGES, "eval_splits": SPLITS, "runtimes": RUNTIMES, "quant_methods": quant_pipeline.METHODS,
-            "quant_exclude": ptq.EXCLUDABLE, "one_shot_methods": pruning_config.METHODS}
+            "quant_exclude": ptq.EXCLUDABLE, "one_shot_methods": pruning_config.METHODS,
+            "unlabelled_langs": tuple(lang for lang in LANGUAGES if lang != "en")}
 
 
 class Params(dict):
@@ -130,9 +131,11 @@ def validate(p: Mapping[str, Any]) -> None:
     if layers is not None and not (isinstance(layers, list) and layers and all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in layers)):
         raise ValueError(f"student_layers={layers!r} must be a non-empty list of layer indices (0 = the bottom layer)")
-    for name in p.get("baselines") or ():
-        if name not in (p.get("models") or {}):
-            raise ValueError(f"baseline {name!r} is not among the profile's models: {', '.join(p.get('models') or {})}")
+    for key in ("baselines", "student_model", "teacher_model"):
+        names = p.get(key) or ()
+        for name in [names] if isinstance(names, str) else names:
+            if name not in (p.get("models") or {}):
+                raise ValueError(f"{key} {name!r} is not among the profile's models: {', '.join(p.get('models') or {})}")
 
 
 def notebook_parameters(given: Mapping[str, Any]) -> dict[str, Any]:

@@ -107,7 +107,8 @@ def prune(P: Params) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokeni
         model = copy.deepcopy(dense)
         hooks, logits_meta = [], None
         if kd:  # the dense baseline's word-level logits, computed once per teacher and shared with 04
-            words, logits_meta = teacher_logits(P, dense, tokenizer, base["key"], kd.teacher_batch)
+            words, logits_meta = teacher_logits(P, common.english_train(P), dense, tokenizer, base["key"],
+                                                kd.teacher_batch)
             hooks = [WordKDHook(words, train, kd)]
         log = gradual_prune(model, train, tokenizer.pad_token_id, train_cfg, cfg, hooks=hooks,
                             curve_fn=curve_function(P, tokenizer))

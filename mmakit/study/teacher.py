@@ -6,23 +6,24 @@ from __future__ import annotations
 import time
 
 from accelerate import PartialState
+from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mmakit.core.alignment import tokenize_dataset
 from mmakit.core.data import fingerprint
 from mmakit.core.hardware import resolve_device
 from mmakit.core.paths import cache_root
-from mmakit.study import common
 from mmakit.study.code_version import code_version
 from mmakit.study.params import Params
 from mmakit.techniques.distillation import WordTeacher
 
 
-def teacher_logits(P: Params, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, teacher_key: str,
-                   batch_size: int = 32) -> tuple[WordTeacher, dict]:
-    """The teacher's word-level logits over English train, from the cache or computed once
-    (one pass, on the run's device) and cached: (WordTeacher, {"path", "computed", "seconds", "forward_calls"})."""
-    data = tokenize_dataset(common.english_train(P), tokenizer, P.max_length)
+def teacher_logits(P: Params, sentences: Dataset, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                   teacher_key: str, batch_size: int = 32) -> tuple[WordTeacher, dict]:
+    """The teacher's word-level logits over the training `sentences` (English train, perhaps
+    more), from the cache or computed once (one pass, on the run's device) and cached:
+    (WordTeacher, {"path", "computed", "seconds", "forward_calls"})."""
+    data = tokenize_dataset(sentences, tokenizer, P.max_length)
     words = WordTeacher(teacher, data, tokenizer.pad_token_id, batch_size)
     name = f"{teacher_key}-{fingerprint(data)}-{P.max_length}-{code_version('distil')}.pt"
     path = cache_root(P.get("cache_dir")) / "teacher_logits" / name
