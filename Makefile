@@ -10,13 +10,14 @@ ifneq ($(wildcard $(SHARED)/data),)
 export MMAKIT_DATA_DIR ?= $(abspath $(SHARED)/data)
 endif
 
-.PHONY: help setup deepsparse model study test report images
+.PHONY: help setup deepsparse sparseml model study test report images
 
 help:
 	@echo "make study   set up, build the offline model, run every notebook on the quick profile"
 	@echo "make test    set up and run the test suite (smoke profile, 1 thread)"
 	@echo "make setup   the main virtual environment only ($(VENV))"
 	@echo "make deepsparse   deepsparse's own environment (.venv-deepsparse)"
+	@echo "make sparseml     sparseml's own environment (.venv-sparseml), for the OBS cross-check"
 	@echo "make report  render the executed notebooks (outputs/notebooks) to HTML in outputs/html"
 	@echo "make images  install Chromium (root, apt) so figures are also written as PNG"
 	@echo "python -m mmakit run --list   the study's papermill commands, and which are current"
@@ -32,6 +33,9 @@ setup: $(VENV)/.installed
 
 deepsparse: setup
 	-$(PY) -m mmakit setup-deepsparse   # optional: without it, speed tables show onnxruntime only
+
+sparseml: setup
+	-$(PY) -m mmakit setup-sparseml   # optional: without it, the SparseML cross-check of OBS is skipped
 
 $(ME5_DIR)/model.safetensors: | setup
 	PYTHON=$(PY) $(SHARED)/tools/get-me5-small $(ME5_DIR)
@@ -50,5 +54,5 @@ images:
 		apt-get update -q && apt-get install -y -q chromium; \
 	else echo "make images needs root and apt-get (Debian's chromium package); HTML figures need nothing"; fi
 
-test: setup deepsparse
+test: setup deepsparse sparseml
 	$(PY) -m pytest -q

@@ -104,6 +104,47 @@ def _setup_deepsparse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_setup_sparseml(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="hide pip's output")
+
+
+def _setup_sparseml(args: argparse.Namespace) -> int:
+    from mmakit.runtime import sparseml_env
+
+    try:
+        where = sparseml_env.setup(quiet=args.quiet)
+    except RuntimeError as exc:
+        print(f"sparseml environment not created: {exc}\nThe SparseML cross-check of OBS will be skipped.",
+              file=sys.stderr)
+        return 1
+    print(f"sparseml {sparseml_env.version()} ready in {where}")
+    return 0
+
+
+def _configure_sparseml_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, help="record file (default RESULTS_DIR/bench/sparseml_obs_check.json)")
+
+
+def _sparseml_check(args: argparse.Namespace) -> int:
+    import json
+
+    from mmakit.runtime.sparseml_env import WorkerFailed
+    from mmakit.study.sparseml_check import run_check
+
+    try:
+        record = run_check(out=args.out)
+    except WorkerFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: record[k] for k in ("versions", "loss_dense", "fisher_degeneracy", "model_parity")}, indent=2))
+    for row in record["results"]:
+        print(f"sparsity {row['sparsity']:.0%}: overlap {row['overlap']:.4f} (ours vs magnitude "
+              f"{row['overlap_ours_magnitude']:.4f}), held-out loss ours {row['loss_ours']:.4f} SparseML "
+              f"{row['loss_sparseml']:.4f} magnitude {row['loss_magnitude']:.4f} (dense {record['loss_dense']:.4f}), "
+              f"update relative difference {row['update_rel_diff']:.2e}")
+    return 0
+
+
 def _configure_fine_tune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="quick", help="smoke | quick | paper, or a YAML path (default quick)")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -152,6 +193,10 @@ register("bench", "items/s of an ONNX model in onnxruntime and deepsparse; print
          _configure_bench, _bench)
 register("setup-deepsparse", "create deepsparse's own virtual environment (pinned deepsparse 1.8.0, Python 3.8-3.11)",
          _configure_setup_deepsparse, _setup_deepsparse)
+register("setup-sparseml", "create sparseml's own virtual environment (pinned sparseml 1.8.0, Python 3.8-3.11)",
+         _configure_setup_sparseml, _setup_sparseml)
+register("sparseml-check", "cross-check our OBS pruning against SparseML's on a tiny BERT; prints and writes a record",
+         _configure_sparseml_check, _sparseml_check)
 
 
 def _configure_report(p: argparse.ArgumentParser) -> None:

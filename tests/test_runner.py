@@ -2,7 +2,7 @@
 papermill commands listed, records that no experiment produces reported."""
 import pytest
 
-from mmakit.study import code_version, runner
+from mmakit.study import code_version, params, runner
 from mmakit.study.records import read_records
 
 
@@ -56,3 +56,18 @@ def test_records_from_no_experiment_file_are_reported(experiments, tmp_path):
     write_record(make_record(run="from-a", params={"experiment": "a"}, **fields), tmp_path)
     write_record(make_record(run="by-hand", params={"experiment": None}, **fields), tmp_path)
     assert runner.orphans("smoke", tmp_path) == ["03_obs/by-hand"]
+
+
+def test_every_experiment_file_resolves_and_names_the_record_it_writes():
+    """Each params/experiments file validates on the quick profile; for 03 and 04, where one file
+    makes one seed's record, the file is named after that record."""
+    from mmakit.study import distillation, pruning
+
+    for notebook in runner.available():
+        for stem, values in runner.experiments(notebook).items():
+            P = params.resolve({"profile": "quick", "data_dir": None, **values}, notebook)
+            if notebook == "04_distillation":
+                keep = distillation.student_config(P).keep(12)
+                assert distillation.run_name(P, keep) == stem, (notebook, stem)
+            if notebook == "03_obs" and P.prune_mode == "gradual":
+                assert pruning.run_name(P) == f"{P.model}-{stem}", (notebook, stem)

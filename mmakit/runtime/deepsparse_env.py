@@ -14,22 +14,20 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from mmakit.core.paths import REPO
+from mmakit.runtime import side_env
 
 VENV_ENV = "MMAKIT_DEEPSPARSE_VENV"
 PYTHON_ENV = "MMAKIT_DEEPSPARSE_PYTHON"
 REQUIREMENTS = Path(__file__).with_name("deepsparse_requirements.txt")
 WORKER = Path(__file__).with_name("deepsparse_worker.py")
-READY = ".mmakit-ready"
 SUPPORTED_PYTHONS = ("3.11", "3.10", "3.9", "3.8")
 
 
@@ -48,16 +46,7 @@ def venv_python() -> Path:
 
 def pins() -> list[str]:
     """The pinned requirements of the deepsparse environment."""
-    return [line.strip() for line in REQUIREMENTS.read_text().splitlines() if line.strip() and not line.startswith("#")]
-
-
-def _python_version(python: str) -> str | None:
-    try:
-        out = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    return side_env.read_pins(REQUIREMENTS)
 
 
 def find_interpreter() -> tuple[str | None, str]:
@@ -65,21 +54,12 @@ def find_interpreter() -> tuple[str | None, str]:
 
     Returns (path or None, a line saying what was found or why none fits).
     """
-    candidates = [os.environ.get(PYTHON_ENV), sys.executable, *(shutil.which(f"python{v}") for v in SUPPORTED_PYTHONS)]
-    seen = []
-    for python in filter(None, candidates):
-        version = _python_version(python)
-        seen.append(f"{python} ({version or 'unusable'})")
-        if version in SUPPORTED_PYTHONS:
-            return python, f"{python} (Python {version})"
-    return None, ("deepsparse 1.8 needs Python 3.8-3.11 and none was found; tried " + ", ".join(seen)
-                  + f". Install one, or name it in {PYTHON_ENV}.")
+    return side_env.find_interpreter(SUPPORTED_PYTHONS, PYTHON_ENV, "deepsparse 1.8")
 
 
 def _ready() -> bool:
     """The venv exists and was completed with the current pins."""
-    marker = venv_dir() / READY
-    return marker.exists() and venv_python().exists() and marker.read_text().split() == pins()
+    return side_env.is_ready(venv_dir(), pins())
 
 
 def status() -> tuple[bool, str]:
@@ -102,26 +82,12 @@ def setup(quiet: bool = False) -> Path:
     python, found = find_interpreter()
     if python is None:
         raise RuntimeError(found)
-    target = venv_dir()
-    (target / READY).unlink(missing_ok=True)
-    steps = [[python, "-m", "venv", "--clear", str(target)],
-             [str(venv_python()), "-m", "pip", "install", *(["-q"] if quiet else []), *pins()]]
-    for step in steps:
-        done = subprocess.run(step, capture_output=quiet, text=True)
-        if done.returncode != 0:
-            detail = (done.stderr or "")[-2000:] if quiet else ""
-            raise RuntimeError(f"`{' '.join(step)}` failed with exit code {done.returncode}. {detail}".strip())
-    (target / READY).write_text("\n".join(pins()) + "\n")
-    return target
+    return side_env.create(venv_dir(), python, [pins()], pins(), quiet)
 
 
 def version() -> str | None:
     """The deepsparse version installed in its venv (read from the package metadata), None where there is none."""
-    if not _ready():
-        return None
-    site = [str(p) for p in venv_dir().glob("lib/python*/site-packages")]
-    found = [d.version for d in metadata.distributions(name="deepsparse", path=site)]
-    return found[0] if found else None
+    return side_env.installed_version(venv_dir(), "deepsparse") if _ready() else None
 
 
 def _reason(returncode: int, stderr: str) -> str:
@@ -148,10 +114,9 @@ class DeepSparseWorker:
         self.timeout = timeout
         self.stderr = tempfile.TemporaryFile("w+")
         self.folder = tempfile.mkdtemp(prefix="mmakit-deepsparse-")  # ours to remove: a crashed worker cannot
-        env = os.environ | {"NM_DISABLE_ANALYTICS": "1", "PYTHONNOUSERSITE": "1"}
-        env.pop("PYTHONPATH", None)
         self.process = subprocess.Popen([str(venv_python()), str(WORKER)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env)
+                                        stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+                                        env=side_env.worker_environment())
         setup = {"model": str(Path(model).resolve()), "batches": list(batches), "seq_len": seq_len, "threads": threads,
                  "folder": self.folder, "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}}
         try:

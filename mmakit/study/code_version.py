@@ -36,7 +36,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "evaluate": _files("core", "evaluation", "data", "alignment", "batching"),
     "heads": (*_files("techniques/heads", "anatomy", "masks", "pruner", "strategy"), "techniques/selection.py"),
     "quantize": _files("techniques/quantization", "calibration", "pipeline", "ptq", "qat"),
-    "runtime": _files("runtime", "export", "bench", "timing", "deepsparse_env", "deepsparse_worker"),
+    "runtime": _files("runtime", "export", "bench", "timing", "deepsparse_env", "deepsparse_worker", "side_env"),
     "drivers": _files("study", "common", "speed"),  # shared by every driver
     "baseline-driver": _files("study", "baseline"),
     "heads-driver": _files("study", "heads"),
@@ -52,7 +52,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),
     "quantize": (1, "5f3043432680915f"),
-    "runtime": (1, "326effe5f0f8dbcb"),
+    "runtime": (1, "bbd19f559af3750b"),
     "drivers": (1, "757e866b8e9f23f0"),
     "baseline-driver": (1, "3c917954376c72ee"),
     "heads-driver": (1, "20adb4625385a55c"),
