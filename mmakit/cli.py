@@ -6,6 +6,7 @@ in COMMANDS with `register`, so a new command is added in one place.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -88,37 +89,23 @@ def _bench(args: argparse.Namespace) -> int:
     return 0 if any(r["status"] == "ok" for r in rows) else 1
 
 
-def _configure_setup_deepsparse(p: argparse.ArgumentParser) -> None:
+def _configure_setup_side_env(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="hide pip's output")
 
 
-def _setup_deepsparse(args: argparse.Namespace) -> int:
-    from mmakit.runtime import deepsparse_env
-
-    try:
-        where = deepsparse_env.setup(quiet=args.quiet)
-    except RuntimeError as exc:
-        print(f"deepsparse environment not created: {exc}\nSpeed tables will show onnxruntime only.", file=sys.stderr)
-        return 1
-    print(f"deepsparse {deepsparse_env.version()} ready in {where}")
-    return 0
-
-
-def _configure_setup_sparseml(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="hide pip's output")
-
-
-def _setup_sparseml(args: argparse.Namespace) -> int:
-    from mmakit.runtime import sparseml_env
-
-    try:
-        where = sparseml_env.setup(quiet=args.quiet)
-    except RuntimeError as exc:
-        print(f"sparseml environment not created: {exc}\nThe SparseML cross-check of OBS will be skipped.",
-              file=sys.stderr)
-        return 1
-    print(f"sparseml {sparseml_env.version()} ready in {where}")
-    return 0
+def _setup_side_env(package: str, without: str) -> Callable[[argparse.Namespace], int]:
+    """The command that provisions `package`'s own venv (runtime/<package>_env.py); `without`
+    says what the study loses when that fails."""
+    def setup(args: argparse.Namespace) -> int:
+        module = importlib.import_module(f"mmakit.runtime.{package}_env")
+        try:
+            where = module.setup(quiet=args.quiet)
+        except RuntimeError as exc:
+            print(f"{package} environment not created: {exc}\n{without}", file=sys.stderr)
+            return 1
+        print(f"{package} {module.version()} ready in {where}")
+        return 0
+    return setup
 
 
 def _configure_sparseml_check(p: argparse.ArgumentParser) -> None:
@@ -192,9 +179,9 @@ register("fine-tune", "fine-tune (or load from the cache) a profile's baseline a
 register("bench", "items/s of an ONNX model in onnxruntime and deepsparse; prints a table, writes a JSON record",
          _configure_bench, _bench)
 register("setup-deepsparse", "create deepsparse's own virtual environment (pinned deepsparse 1.8.0, Python 3.8-3.11)",
-         _configure_setup_deepsparse, _setup_deepsparse)
+         _configure_setup_side_env, _setup_side_env("deepsparse", "Speed tables will show onnxruntime only."))
 register("setup-sparseml", "create sparseml's own virtual environment (pinned sparseml 1.8.0, Python 3.8-3.11)",
-         _configure_setup_sparseml, _setup_sparseml)
+         _configure_setup_side_env, _setup_side_env("sparseml", "The SparseML cross-check of OBS will be skipped."))
 register("sparseml-check", "cross-check our OBS pruning against SparseML's on a tiny BERT; prints and writes a record",
          _configure_sparseml_check, _sparseml_check)
 
