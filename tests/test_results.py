@@ -47,3 +47,13 @@ def test_seed_aggregate_takes_only_runs_of_the_same_protocol():
     base = {"lr": 1e-4, "epochs": 3, "seed": 42, "experiment": "me5-small-s42", "results_dir": "/a"}
     assert same_protocol(base, base | {"seed": 43, "experiment": "me5-small-s43", "results_dir": "/b"})
     assert not same_protocol(base, base | {"seed": 43, "lr": 5e-5})
+
+
+def test_a_parameter_added_later_with_an_empty_default_keeps_runs_in_one_protocol():
+    from mmakit.study.common import same_protocol
+
+    old = {"lr": 1e-4, "seed": 42}
+    new = {"lr": 1e-4, "seed": 43, "unlabelled_langs": [], "student_model": None}
+    assert same_protocol(old, new)
+    assert not same_protocol(old, new | {"unlabelled_langs": ["es"]})
+    assert not same_protocol(old, new | {"lr": 5e-5})

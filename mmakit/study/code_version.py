@@ -53,7 +53,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "heads": (1, "6a6835d008a6faa8"),
     "quantize": (1, "5f3043432680915f"),
     "runtime": (1, "bbd19f559af3750b"),
-    "drivers": (1, "757e866b8e9f23f0"),
+    "drivers": (1, "343f98a70c0a7f93"),
     "baseline-driver": (1, "3c917954376c72ee"),
     "heads-driver": (1, "20adb4625385a55c"),
     "prune-driver": (1, "b932bd2f6f22667f"),

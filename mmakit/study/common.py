@@ -165,9 +165,16 @@ PER_RUN = ("seed", "experiment", "speed_probe_steps", "results_dir", "cache_dir"
 
 
 def same_protocol(a: dict, b: dict) -> bool:
-    """Whether two runs' parameters differ at most in their seed (and where they wrote)."""
+    """Whether two runs' parameters differ at most in their seed (and where they wrote); an
+    empty list or mapping equals an absent or null parameter (a parameter added later with an
+    empty default, e.g. unlabelled_langs: [], changes nothing)."""
     keys = (set(a) | set(b)) - set(PER_RUN)
-    return all(a.get(k) == b.get(k) for k in keys)
+    return all(_normal(a.get(k)) == _normal(b.get(k)) for k in keys)
+
+
+def _normal(value: object) -> object:
+    """None for an absent, null or empty parameter, else the value."""
+    return None if value is None or value == [] or value == {} else value
 
 
 def write_seed_aggregate(P: Params, name: str) -> dict | None:
