@@ -120,7 +120,8 @@ def one_shot_table(records: list[dict], damp: float | None = None) -> pd.DataFra
     if frame.empty:
         return frame
     damp = damp if damp is not None else best_damp(records)
-    frame = frame[(frame["method"] != "obs") | np.isclose(frame["damp"].fillna(-1), damp if damp else -1)]
+    same_damp = np.isclose(frame["damp"].astype(float).fillna(-1.0), damp or -1.0, rtol=1e-6, atol=0.0)
+    frame = frame[(frame["method"] != "obs") | same_damp]
     first = next(r for r in records if r["technique"].get("mode") == "one_shot")
     dense = pd.DataFrame([{"method": "dense", "sparsity": 0.0, "loss_en": first["dense_loss"],
                            **{f"f1_{lang}": s["dev"] for lang, s in first["dense_f1"].items()}}])
