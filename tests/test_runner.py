@@ -59,9 +59,9 @@ def test_records_from_no_experiment_file_are_reported(experiments, tmp_path):
 
 
 def test_every_experiment_file_resolves_and_names_the_record_it_writes():
-    """Each params/experiments file validates on the quick profile; for 03 and 04, where one file
-    makes one seed's record, the file is named after that record."""
-    from mmakit.study import distillation, pruning
+    """Each params/experiments file validates on the quick profile; for 03, 04 and 06, where one
+    file makes one record (one seed's), the file is named after that record."""
+    from mmakit.study import combined, distillation, pruning
 
     for notebook in runner.available():
         for stem, values in runner.experiments(notebook).items():
@@ -71,3 +71,5 @@ def test_every_experiment_file_resolves_and_names_the_record_it_writes():
                 assert distillation.run_name(P, keep) == stem, (notebook, stem)
             if notebook == "03_obs" and P.prune_mode == "gradual":
                 assert pruning.run_name(P) == f"{P.model}-{stem}", (notebook, stem)
+            if notebook == "06_combined":
+                assert combined.pipeline_name(P) == f"{P.model}-{stem}", (notebook, stem)

@@ -43,6 +43,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "prune-driver": _files("study", "pruning", "teacher"),
     "distil-driver": _files("study", "distillation", "teacher"),
     "quantize-driver": _files("study", "quantization"),
+    "combined-driver": _files("study", "combined"),
 }
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
@@ -51,14 +52,15 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "distil": (1, "c40db9782ae4f21b"),
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),
-    "quantize": (1, "5f3043432680915f"),
+    "quantize": (1, "29a81401d91112e1"),
     "runtime": (1, "bbd19f559af3750b"),
     "drivers": (1, "343f98a70c0a7f93"),
     "baseline-driver": (1, "3c917954376c72ee"),
     "heads-driver": (1, "20adb4625385a55c"),
-    "prune-driver": (1, "b932bd2f6f22667f"),
+    "prune-driver": (1, "bb467c063e4c95e7"),
     "distil-driver": (1, "8295ce09c8da95fb"),
     "quantize-driver": (1, "13ac53dfba3f69c1"),
+    "combined-driver": (1, "a112aaa09b77d13f"),
 }
 _SHARED = ("fine-tune", "evaluate", "runtime", "drivers")
 NOTEBOOK_KINDS: dict[str, tuple[str, ...]] = {
@@ -67,6 +69,8 @@ NOTEBOOK_KINDS: dict[str, tuple[str, ...]] = {
     "03_obs": (*_SHARED, "prune", "distil", "prune-driver"),
     "04_distillation": (*_SHARED, "distil", "distil-driver"),
     "05_quantization": (*_SHARED, "quantize", "quantize-driver"),
+    "06_combined": (*_SHARED, "prune", "distil", "quantize", "prune-driver", "distil-driver", "quantize-driver",
+                    "combined-driver"),
 }
 
 

@@ -42,18 +42,20 @@ CHOICES: dict[str, tuple] = {
     "quant_format": tuple(ptq.FORMATS),
     "prune_mode": pruning_config.MODES,
     "group_size": pruning_config.GROUP_SIZES,
+    "combine_group_size": pruning_config.GROUP_SIZES,
     "precision": PRECISIONS,
     "device": DEVICES,
     "student_choice": distil_students.LAYER_CHOICES,
     "obs_build": pruning_fisher.BUILDS,
 }
-UNIT_INTERVAL = ("sparsity", "initial_sparsity", "warmup_ratio", "hardness", "ffn_step")
+UNIT_INTERVAL = ("sparsity", "initial_sparsity", "warmup_ratio", "hardness", "ffn_step", "combine_sparsity",
+                 "combine_initial_sparsity")
 POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads",
             "heads_per_iteration", "iterations", "importance_samples", "curve_eval_samples", "bench_every",
             "bench_group",
             "calibration_size", "qat_epochs", "qat_lr", "seq_len", "bench_seconds", "bench_rounds", "bench_threads",
             "pruning_steps", "prune_interval", "num_grads", "grad_batch", "obs_block_size", "obs_damp",
-            "obs_chunk_blocks", "prune_lr", "student_size", "intermediate_weight")
+            "obs_chunk_blocks", "prune_lr", "student_size", "intermediate_weight", "combine_student")
 BOOLEANS = ("teacher", "intermediate", "kd")  # papermill -p gives "true"/"false" as text: read as booleans
 POSITIVE_LISTS = ("batches", "seeds")
 INDEX_LISTS = ("student_layers",)  # lists of non-negative integers, null in the profiles

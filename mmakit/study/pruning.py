@@ -88,10 +88,13 @@ def curve_function(P: Params, tokenizer: PreTrainedTokenizerBase) -> CurveFn:
     return lambda model: {lang: s["dev"] for lang, s in suite.evaluate(torch_logits(model))["f1"].items()}
 
 
-def prune(P: Params) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokenizerBase, dict]:
-    """(pruned, dense, tokenizer, meta): the fine-tuned baseline pruned by the run's settings,
-    loaded from the cache when this exact run was done before. `meta` holds the curve, the
-    per-step statistics (OBS seconds and memory), the sparsity report and the training log."""
+def prune(P: Params, start: tuple[PreTrainedModel, dict] | None = None
+          ) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokenizerBase, dict]:
+    """(pruned, dense, tokenizer, meta): the fine-tuned baseline, or `start` (a model with the
+    baseline's tokenizer and the cache metadata that names it, e.g. a distilled student for
+    06), pruned by the run's settings with KD from the dense baseline; loaded from the cache
+    when this exact run was done before. `meta` holds the curve, the per-step statistics (OBS
+    seconds and memory), the sparsity report and the training log."""
     dense, tokenizer, base = common.fine_tuned(P)
     train = tokenize_dataset(common.english_train(P), tokenizer, P.max_length)
     cfg = pruning_config(P)
@@ -101,10 +104,12 @@ def prune(P: Params) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokeni
     kd_meta = kd.to_dict() if kd else None
     extra = {"pruning": cfg.to_dict(), "baseline": base["key"], "kd": kd_meta,
              "curve_eval_samples": P.get("curve_eval_samples")}
+    if start is not None:  # only then, so the keys of 03's runs from the baseline stay as they were
+        extra["start"] = start[1]["key"]
     key = cache_key(P.model_spec(), train, train_cfg, P.max_length, extra, kind="prune")
     folder = cache_root(P.get("cache_dir")) / "pruned" / key
     if not (folder / "mmakit.json").exists():
-        model = copy.deepcopy(dense)
+        model = copy.deepcopy(dense if start is None else start[0])
         hooks, logits_meta = [], None
         if kd:  # the dense baseline's word-level logits, computed once per teacher and shared with 04
             words, logits_meta = teacher_logits(P, common.english_train(P), dense, tokenizer, base["key"],
@@ -112,9 +117,9 @@ def prune(P: Params) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokeni
             hooks = [WordKDHook(words, train, kd)]
         log = gradual_prune(model, train, tokenizer.pad_token_id, train_cfg, cfg, hooks=hooks,
                             curve_fn=curve_function(P, tokenizer))
-        meta = {"key": key, "baseline": base, "pruning": cfg.to_dict(), "kd": kd_meta, "teacher_logits": logits_meta,
-                "curve": log.curve, "steps": log.steps, "sparsity": log.sparsity, "training": log.training,
-                "provenance": provenance.run_environment()}
+        meta = {"key": key, "baseline": base, "start": start[1] if start else None, "pruning": cfg.to_dict(),
+                "kd": kd_meta, "teacher_logits": logits_meta, "curve": log.curve, "steps": log.steps,
+                "sparsity": log.sparsity, "training": log.training, "provenance": provenance.run_environment()}
         save_atomically(model, tokenizer, folder, meta)
     model = AutoModelForTokenClassification.from_pretrained(folder).eval()
     return model, dense, tokenizer, load_meta(folder)

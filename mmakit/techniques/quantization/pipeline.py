@@ -58,11 +58,14 @@ class QATSpec:
 
 @dataclass
 class QuantResult:
-    """The int8 graph and what was done to produce it (recorded with the run)."""
+    """The int8 graph and what was done to produce it (recorded with the run); for QAT also
+    the trained float model, which other int8 graphs can be made from (e.g. with every MatMul
+    quantized, which QAT itself cannot track)."""
 
     path: Path
     method: str
     info: dict
+    model: nn.Module | None = None
 
 
 def quantize(
@@ -90,12 +93,13 @@ def quantize(
     out.parent.mkdir(parents=True, exist_ok=True)
     if not isinstance(source, nn.Module):
         source = Path(source).resolve()
+    trained = None
     with workdir() as tmp:
         if method == "qat":
             if not isinstance(source, nn.Module) or qat is None:
                 raise ValueError("QAT needs the PyTorch model and a QATSpec (training data and settings)")
             settings = replace(settings, exclude=tuple(sorted({*settings.exclude, "attention_scores"})))
-            info = _quantize_qat(source, out, tokenizer, settings, qat, tmp)
+            info, trained = _quantize_qat(source, out, tokenizer, settings, qat, tmp)
         else:
             fp32 = source if isinstance(source, Path) else export.export_onnx(source, tokenizer, tmp / "fp32.onnx")
             if method == "dynamic":
@@ -106,7 +110,7 @@ def quantize(
                                      desc=f"calibrate ({method})")
                 info = quantize_static_graph(fp32, out, settings, reader=reader)
     info = {"method": method, "settings": settings.to_dict(), "seconds": round(time.perf_counter() - start, 1)} | info
-    return QuantResult(out, method, info)
+    return QuantResult(out, method, info, trained)
 
 
 def _calibration_data(method: str, tokenizer: PreTrainedTokenizerBase, settings: QuantSettings,
@@ -168,12 +172,13 @@ def _export_and_match(model: nn.Module, tokenizer: PreTrainedTokenizerBase, sett
 
 
 def _quantize_qat(model: nn.Module, out: Path, tokenizer: PreTrainedTokenizerBase, settings: QuantSettings,
-                  spec: QATSpec, tmp: Path) -> dict:
-    """Fake-quantize exactly the modules the int8 graph will quantize, train, then carry the ranges over."""
+                  spec: QATSpec, tmp: Path) -> tuple[dict, nn.Module]:
+    """Fake-quantize exactly the modules the int8 graph will quantize, train, then carry the
+    ranges over; (what was done, the trained float model)."""
     model = copy.deepcopy(model)
     _, linears, embeddings = _export_and_match(model, tokenizer, settings, tmp / "before")
     result = qat_mod.train_qat(model, spec.train, spec.cfg, tokenizer.pad_token_id, linears, embeddings,
                                settings.per_channel, spec.freeze_fraction, spec.hooks)
     fp32, linears, _ = _export_and_match(model.eval(), tokenizer, settings, tmp / "after")
     info = quantize_static_graph(fp32, out, settings, ranges=tensor_ranges(linears, result.ranges))
-    return info | {"qat": result.summary() | {"epochs": spec.cfg.epochs, "lr": spec.cfg.lr}}
+    return info | {"qat": result.summary() | {"epochs": spec.cfg.epochs, "lr": spec.cfg.lr}}, model
