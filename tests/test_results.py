@@ -55,5 +55,6 @@ def test_a_parameter_added_later_with_an_empty_default_keeps_runs_in_one_protoco
     old = {"lr": 1e-4, "seed": 42}
     new = {"lr": 1e-4, "seed": 43, "unlabelled_langs": [], "student_model": None}
     assert same_protocol(old, new)
-    assert not same_protocol(old, new | {"unlabelled_langs": ["es"]})
+    assert not same_protocol(new, new | {"seed": 44, "unlabelled_langs": ["es"]})
     assert not same_protocol(old, new | {"lr": 5e-5})
+    assert same_protocol(old, new | {"student_size": 6})  # a parameter of a notebook added since

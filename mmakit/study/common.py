@@ -165,11 +165,12 @@ PER_RUN = ("seed", "experiment", "speed_probe_steps", "results_dir", "cache_dir"
 
 
 def same_protocol(a: dict, b: dict) -> bool:
-    """Whether two runs' parameters differ at most in their seed (and where they wrote); an
-    empty list or mapping equals an absent or null parameter (a parameter added later with an
-    empty default, e.g. unlabelled_langs: [], changes nothing)."""
-    keys = (set(a) | set(b)) - set(PER_RUN)
-    return all(_normal(a.get(k)) == _normal(b.get(k)) for k in keys)
+    """Whether two runs' parameters differ at most in their seed (and where they wrote), over
+    the parameters both runs have (the profile gains parameters for new notebooks over time);
+    an empty list or mapping equals a null parameter (a parameter added with an empty default,
+    e.g. unlabelled_langs: [], changes nothing)."""
+    keys = (set(a) & set(b)) - set(PER_RUN)
+    return all(_normal(a[k]) == _normal(b[k]) for k in keys)
 
 
 def _normal(value: object) -> object:
