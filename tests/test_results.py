@@ -58,3 +58,13 @@ def test_a_parameter_added_later_with_an_empty_default_keeps_runs_in_one_protoco
     assert not same_protocol(new, new | {"seed": 44, "unlabelled_langs": ["es"]})
     assert not same_protocol(old, new | {"lr": 5e-5})
     assert same_protocol(old, new | {"student_size": 6})  # a parameter of a notebook added since
+
+
+def test_parameters_of_other_notebooks_do_not_split_a_protocol():
+    from mmakit.study.common import same_protocol
+
+    a = {"lr": 1e-4, "seed": 42, "kd": False, "student_size": 6}
+    b = {"lr": 1e-4, "seed": 43, "kd": True, "student_size": 6}  # kd is 03's, not 04's
+    assert same_protocol(a, b, "04_distillation") and not same_protocol(a, b)
+    assert not same_protocol(a, b | {"student_size": 3}, "04_distillation")
+    assert not same_protocol(a | {"warmup_ratio": 0.0}, b | {"warmup_ratio": 0.1}, "04_distillation")  # shared

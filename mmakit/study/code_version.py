@@ -54,7 +54,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "heads": (1, "6a6835d008a6faa8"),
     "quantize": (1, "29a81401d91112e1"),
     "runtime": (1, "bbd19f559af3750b"),
-    "drivers": (1, "1b6b1b76a528a556"),
+    "drivers": (1, "a1dbb55ced175f06"),
     "baseline-driver": (1, "3c917954376c72ee"),
     "heads-driver": (1, "20adb4625385a55c"),
     "prune-driver": (1, "bb467c063e4c95e7"),

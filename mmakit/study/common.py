@@ -22,7 +22,7 @@ from mmakit.core.evaluation import EvalSuite, LogitsFn, mls
 from mmakit.core.hardware import resolve_device, resolve_precision
 from mmakit.core.models import load_token_classifier
 from mmakit.core.train import TrainConfig
-from mmakit.study import provenance
+from mmakit.study import params, provenance
 from mmakit.study.cache import cache_key, cached_fine_tune
 from mmakit.study.params import Params
 from mmakit.study.records import aggregate, make_record, now, read_records, write_record
@@ -164,12 +164,14 @@ def finish(P: Params, record: dict) -> dict:
 PER_RUN = ("seed", "experiment", "speed_probe_steps", "results_dir", "cache_dir", "data_dir", "model_dir")
 
 
-def same_protocol(a: dict, b: dict) -> bool:
+def same_protocol(a: dict, b: dict, notebook: str | None = None) -> bool:
     """Whether two runs' parameters differ at most in their seed (and where they wrote), over
-    the parameters both runs have (the profile gains parameters for new notebooks over time);
-    an empty list or mapping equals a null parameter (a parameter added with an empty default,
-    e.g. unlabelled_langs: [], changes nothing)."""
+    the parameters both have that `notebook` takes (every shared one if None; a profile
+    gains parameters for other notebooks over time, which must not split a protocol); an
+    empty list or mapping equals a null parameter (e.g. unlabelled_langs: [] added later)."""
     keys = (set(a) & set(b)) - set(PER_RUN)
+    if notebook and params.declared(notebook):
+        keys &= params.declared(notebook)
     return all(_normal(a[k]) == _normal(b[k]) for k in keys)
 
 
@@ -184,7 +186,7 @@ def write_seed_aggregate(P: Params, name: str) -> dict | None:
     left out): mean F1 and mls, their standard deviation and each seed's values (records.aggregate)."""
     wanted = [f"{name}-s{s}" for s in (P.get("seeds") or [P.seed])]
     found = [r for r in read_records(P.get("results_dir"), P.notebook)
-             if r["run"] in wanted and same_protocol(r["params"], dict(P))]
+             if r["run"] in wanted and same_protocol(r["params"], dict(P), P.notebook)]
     if not found:
         return None
     record = aggregate(found, name, wanted)

@@ -6,9 +6,12 @@ values so a bad one fails at once with the valid choices named.
 """
 from __future__ import annotations
 
+import ast
+import json
 import math
 import os
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,9 @@ from mmakit.techniques.pruning import schedule as pruning_schedule
 from mmakit.techniques.quantization import pipeline as quant_pipeline
 from mmakit.techniques.quantization import ptq
 
+NOTEBOOKS_DIR = REPO / "notebooks"
+# what every notebook's models and scores depend on without each parameters cell naming it
+SHARED_PARAMETERS = ("models", "warmup_ratio", "weight_decay", "lr_schedule", "max_length", "eval_splits")
 PARAMS_ENV = "MMAKIT_PARAMS_DIR"
 PARAMS_DIR = REPO / "params"
 PROFILES = ("smoke", "quick", "paper")
@@ -138,6 +144,20 @@ def validate(p: Mapping[str, Any]) -> None:
         for name in [names] if isinstance(names, str) else names:
             if name not in (p.get("models") or {}):
                 raise ValueError(f"{key} {name!r} is not among the profile's models: {', '.join(p.get('models') or {})}")
+
+
+@lru_cache(maxsize=16)
+def declared(notebook: str) -> frozenset[str]:
+    """The parameters `notebook` takes (the names its `parameters` cell assigns) and the shared
+    ones every notebook depends on; empty for a name that is not a notebook here."""
+    path = NOTEBOOKS_DIR / f"{notebook}.ipynb"
+    if not path.exists():
+        return frozenset()
+    cells = json.loads(path.read_text())["cells"]
+    source = next(("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), "")
+    names = {t.id for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)}
+    return frozenset(names | set(SHARED_PARAMETERS))
 
 
 def notebook_parameters(given: Mapping[str, Any]) -> dict[str, Any]:
