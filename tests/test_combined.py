@@ -3,6 +3,7 @@ kept, two int8 graphs (float exclusions, every MatMul int8) scored and timed bes
 import pytest
 
 from mmakit.report import combined as combined_report
+from mmakit.report import summary
 from mmakit.study import runner
 from mmakit.study.records import read_records
 
@@ -24,5 +25,5 @@ def test_a_student_pruned_in_4_blocks_then_qat_gives_two_int8_records(work_dirs,
         assert {(t["runtime"], t["batch"]) for t in r["throughput"]} >= {("onnxruntime", 1)}
         assert all(t["model"] != "dense" for t in r["throughput"]) and r["dense_throughput"]
     assert not combined_report.table8(list(records.values())).empty
-    frame = combined_report.frontier_frame(list(records.values()))
+    frame = summary.frontier_frame(list(records.values()))
     assert frame["frontier"].any()

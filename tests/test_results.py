@@ -68,3 +68,12 @@ def test_parameters_of_other_notebooks_do_not_split_a_protocol():
     assert same_protocol(a, b, "04_distillation") and not same_protocol(a, b)
     assert not same_protocol(a, b | {"student_size": 3}, "04_distillation")
     assert not same_protocol(a | {"warmup_ratio": 0.0}, b | {"warmup_ratio": 0.1}, "04_distillation")  # shared
+
+
+def test_benchmark_outputs_are_not_records(tmp_path):
+    from mmakit.core.paths import write_json_atomic
+    from mmakit.study.records import read_records
+
+    write_json_atomic({"benchmark": "fisher_build", "profile": "quick"}, tmp_path / "bench" / "fisher_build.json")
+    write_json_atomic({"notebook": "03_obs", "run": "x"}, tmp_path / "03_obs" / "x.json")
+    assert [r["run"] for r in read_records(tmp_path)] == ["x"]

@@ -48,3 +48,9 @@ def throughput_table(name: str) -> pd.DataFrame:
         for runtime, values in runtimes.items():
             rows += [{"row": row, "runtime": runtime, "batch": b, "items_per_s": v} for b, v in zip(t["batch"], values)]
     return pd.DataFrame(rows)
+
+
+def dense_throughput(runtime: str = "onnxruntime") -> float:
+    """Items/s of the paper's dense base model at batch 4 in `runtime` (its Table 2): the base of
+    the speedups it quotes, e.g. 11.7x for xlm 90 q in deepsparse over onnxruntime's 18.7."""
+    return float(tables()["table2_baseline_throughput"]["base_model"][runtime])

@@ -1,23 +1,15 @@
-"""Tables and figures of 06_combined, read from result records only: Table 8 (F1 and mls beside
-the paper's combined models), Tables 9 and 10 (items/s per runtime and batch, speedup over the
-dense fp32 graph in onnxruntime from the same run), and the study's quality/speed frontier over
-every notebook's records with the paper's three combined models as reference points."""
+"""Tables of 06_combined, read from result records only: Table 8 (F1 and mls beside the paper's
+combined models) and Tables 9 and 10 (items/s per runtime and batch, speedup over the dense fp32
+graph in onnxruntime from the same run). The study-wide quality/speed frontier is in summary."""
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 
 from mmakit.core import paper
 from mmakit.report import tables
 
 PAPER_TABLE = "table8_combined"
 PAPER_SPEED = "table10_final_throughput"
-
-
-def paper_dense_ort() -> float:
-    """Items/s of the paper's dense base model in onnxruntime at batch 4 (Table 2): the base of its speedups."""
-    return paper.tables()["table2_baseline_throughput"]["base_model"]["onnxruntime"]
 
 
 def runs(records: list[dict]) -> list[dict]:
@@ -57,57 +49,4 @@ def paper_throughput() -> pd.DataFrame:
     """The paper's Table 10 (items/s per batch; its CPU) with speedups over its dense xlm in onnxruntime."""
     frame = paper.throughput_table(PAPER_SPEED).pivot_table(index=["row", "runtime"], columns="batch",
                                                             values="items_per_s")
-    return frame.assign(**{"speedup b4 vs dense ort": frame[4] / paper_dense_ort()})
-
-
-def speedup_at(record: dict, runtime: str, batch: int = 4) -> float | None:
-    """A run's measured speedup over dense fp32 onnxruntime in `runtime` at `batch`."""
-    found = [t["speedup"] for t in record.get("throughput") or [] if t.get("runtime") == runtime
-             and t.get("batch") == batch and t.get("status") == "ok" and t.get("speedup") is not None]
-    return max(found) if found else None
-
-
-def frontier_frame(records: list[dict], batch: int = 4) -> pd.DataFrame:
-    """One point per headline run and runtime: test mls against speedup over dense onnxruntime
-    at `batch`, with `frontier` marking the runs no other run beats on both."""
-    rows = []
-    for r in records:
-        mls_test = (r.get("mls") or {}).get("test")
-        for runtime in ("onnxruntime", "deepsparse"):
-            ratio = speedup_at(r, runtime, batch)
-            if mls_test is not None and ratio is not None:
-                rows.append({"run": f"{r['notebook'][:2]} {r['run']}", "notebook": r["notebook"], "runtime": runtime,
-                             "speedup": ratio, "mls_test": mls_test})
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame["frontier"] = [not ((frame.speedup >= s) & (frame.mls_test >= m) & ((frame.speedup > s) | (frame.mls_test > m))).any()
-                         for s, m in zip(frame.speedup, frame.mls_test)]
-    return frame
-
-
-def paper_points() -> pd.DataFrame:
-    """The paper's three combined models: test mls and deepsparse speedup over its dense xlm in onnxruntime (batch 4)."""
-    f1 = paper.f1_table(PAPER_TABLE)
-    speed = paper.throughput_table(PAPER_SPEED)
-    ds = speed[(speed["runtime"] == "deepsparse") & (speed["batch"] == 4)].set_index("row")["items_per_s"]
-    return pd.DataFrame([{"run": f"paper {name}", "speedup": ds[name] / paper_dense_ort(), "mls_test": f1.loc[name, "mls_test"]}
-                         for name in f1.index if name in ds.index])
-
-
-def frontier_figure(records: list[dict], batch: int = 4) -> go.Figure:
-    """Test mls against speedup over dense fp32 onnxruntime for every run of the study, a marker
-    per runtime, the frontier drawn, the paper's combined models as labelled reference points."""
-    frame = frontier_frame(records, batch)
-    if frame.empty:
-        return go.Figure(layout={"title": "no timed runs with test mls yet"})
-    fig = px.scatter(frame, x="speedup", y="mls_test", color="notebook", symbol="runtime", hover_name="run",
-                     title=f"Zero-shot quality against speed (batch {batch}); mls against the paper's mlbert row",
-                     labels={"speedup": "speedup over dense fp32 onnxruntime", "mls_test": "test mls"})
-    edge = frame[frame.frontier].sort_values("speedup")
-    fig.add_trace(go.Scatter(x=edge.speedup, y=edge.mls_test, mode="lines", name="frontier (ours)",
-                             line={"dash": "dot", "color": "grey"}))
-    ref = paper_points()
-    fig.add_trace(go.Scatter(x=ref.speedup, y=ref.mls_test, mode="markers+text", text=ref.run, name="paper (deepsparse)",
-                             textposition="top center", marker={"symbol": "star", "size": 12, "color": "black"}))
-    return fig
+    return frame.assign(**{"speedup b4 vs dense ort": frame[4] / paper.dense_throughput()})

@@ -1,13 +1,16 @@
 """The study's summary, read only from result records: every run's quality and speed side by
-side, and the trade-off between zero-shot quality and CPU throughput."""
+side, and the frontier between zero-shot quality and CPU throughput over every notebook's runs
+with the paper's combined models as reference points."""
 from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from mmakit.core import paper
 from mmakit.report import tables
 
+COMBINED_TABLE, COMBINED_SPEED = "table8_combined", "table10_final_throughput"  # the paper's points on the frontier
 PAPER_TABLE_OF = {
     "01_baselines": "table1_baselines",
     "03_obs": "table3_unstructured_pruning",
@@ -83,12 +86,56 @@ def per_type_heatmap(frame: pd.DataFrame, title: str) -> go.Figure:
     return fig.update_layout(height=max(300, 28 * len(frame) + 150))
 
 
-def tradeoff(frame: pd.DataFrame) -> go.Figure:
-    """Zero-shot quality (mls, test) against the best deepsparse speedup, one point per run."""
-    data = frame.reset_index().dropna(subset=["mls_test"])
-    data = data.assign(speedup=data["speedup_deepsparse"].fillna(data["speedup_onnxruntime"]))
-    return px.scatter(
-        data.dropna(subset=["speedup"]), x="speedup", y="mls_test", color="notebook", hover_name="run",
-        hover_data=["f1_en_test", "f1_es_test", "f1_nl_test"], title="Multilingual score vs CPU speedup",
-        labels={"speedup": "best speedup over dense fp32 onnxruntime", "mls_test": "mls (test)"},
-    )
+def speedup_at(record: dict, runtime: str, batch: int = 4) -> float | None:
+    """A run's measured speedup over dense fp32 onnxruntime in `runtime` at `batch`."""
+    found = [t["speedup"] for t in record.get("throughput") or [] if t.get("runtime") == runtime
+             and t.get("batch") == batch and t.get("status") == "ok" and t.get("speedup") is not None]
+    return max(found) if found else None
+
+
+def frontier_frame(records: list[dict], batch: int = 4) -> pd.DataFrame:
+    """One point per headline run (seed aggregates in place of their seeds) and runtime: test mls
+    against speedup over dense onnxruntime at `batch`, with `frontier` marking the runs no
+    other run beats on both."""
+    rows = []
+    for r in headline(records):
+        mls_test = (r.get("mls") or {}).get("test")
+        for runtime in ("onnxruntime", "deepsparse"):
+            ratio = speedup_at(r, runtime, batch)
+            if mls_test is not None and ratio is not None:
+                rows.append({"run": f"{r['notebook'][:2]} {r['run']}", "notebook": r["notebook"], "runtime": runtime,
+                             "speedup": ratio, "mls_test": mls_test})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    beaten = [((frame.speedup >= s) & (frame.mls_test >= m) & ((frame.speedup > s) | (frame.mls_test > m))).any()
+              for s, m in zip(frame.speedup, frame.mls_test)]
+    frame["frontier"] = [not b for b in beaten]
+    return frame
+
+
+def paper_points() -> pd.DataFrame:
+    """The paper's three combined models: test mls and deepsparse speedup over its dense xlm in onnxruntime (batch 4)."""
+    f1 = paper.f1_table(COMBINED_TABLE)
+    speed = paper.throughput_table(COMBINED_SPEED)
+    ds = speed[(speed["runtime"] == "deepsparse") & (speed["batch"] == 4)].set_index("row")["items_per_s"]
+    return pd.DataFrame([{"run": f"paper {name}", "speedup": ds[name] / paper.dense_throughput(), "mls_test": f1.loc[name, "mls_test"]}
+                         for name in f1.index if name in ds.index])
+
+
+def frontier_figure(records: list[dict], batch: int = 4) -> go.Figure:
+    """Test mls against speedup over dense fp32 onnxruntime for every run of the study, a marker
+    per runtime, the frontier drawn, the paper's combined models as labelled reference points."""
+    frame = frontier_frame(records, batch)
+    if frame.empty:
+        return go.Figure(layout={"title": "no timed runs with test mls yet"})
+    fig = px.scatter(frame, x="speedup", y="mls_test", color="notebook", symbol="runtime", hover_name="run",
+                     title=f"Zero-shot quality against speed (batch {batch}); mls against the paper's mlbert row",
+                     labels={"speedup": "speedup over dense fp32 onnxruntime", "mls_test": "test mls"})
+    edge = frame[frame.frontier].sort_values("speedup")
+    fig.add_trace(go.Scatter(x=edge.speedup, y=edge.mls_test, mode="lines", name="frontier (ours)",
+                             line={"dash": "dot", "color": "grey"}))
+    ref = paper_points()
+    fig.add_trace(go.Scatter(x=ref.speedup, y=ref.mls_test, mode="markers+text", text=ref.run, name="paper (deepsparse)",
+                             textposition="top center", marker={"symbol": "star", "size": 12, "color": "black"}))
+    return fig

@@ -86,9 +86,10 @@ def write_record(record: dict, root: str | Path | None = None) -> Path:
 
 
 def read_records(root: str | Path | None = None, notebook: str | None = None) -> list[dict]:
-    """All records under `root` (optionally one notebook's), sorted by notebook and run."""
+    """All records under `root` (optionally one notebook's), sorted by notebook and run: the
+    folders of the numbered notebooks only (`bench/` holds benchmark outputs, not records)."""
     base = results_root(root)
-    pattern = f"{notebook}/*.json" if notebook else "*/*.json"
+    pattern = f"{notebook}/*.json" if notebook else "[0-9][0-9]_*/*.json"
     return [json.loads(p.read_text()) for p in sorted(base.glob(pattern))]
 
 

@@ -1,0 +1,40 @@
+"""The paper's findings judged from records: a difference counts only beyond twice its noise."""
+from mmakit.report import findings
+
+
+def aggregate(notebook: str, technique: dict, mls_test: float, sd: float | None, en: float = 0.85) -> dict:
+    return {"notebook": notebook, "run": str(technique), "technique": technique, "aggregate_of": ["a", "b"],
+            "mls": {"test": mls_test}, "mls_std": {"test": sd}, "f1": {"en": {"test": en}}, "params": {}}
+
+
+def pruned(method: str, mls_test: float, sd: float | None, schedule: str = "cubic", sparsity: float = 0.8) -> dict:
+    technique = {"mode": "gradual", "method": method, "sparsity": sparsity, "schedule": schedule, "group_size": 1}
+    return aggregate("03_obs", technique, mls_test, sd)
+
+
+BASELINE = aggregate("01_baselines", {"method": "fine-tune"}, -0.12, 0.002)
+
+
+def test_judge_needs_twice_the_noise():
+    assert findings.judge(0.05, 0.02) == findings.CONFIRMED
+    assert findings.judge(0.03, 0.02) == findings.OPEN
+    assert findings.judge(-0.05, 0.02) == findings.REFUTED
+    assert findings.judge(0.5, None) == findings.OPEN
+
+
+def test_obs_against_magnitude_confirmed_refuted_or_open_by_the_seed_spread():
+    records = [BASELINE, pruned("obs", -0.4, 0.02), pruned("magnitude", -1.2, 0.03)]
+    table = findings.findings(records)
+    assert table.loc["OBS keeps es/nl far better than magnitude and movement (same sparsity)", "verdict"] == "confirmed"
+    close = [BASELINE, pruned("obs", -0.40, 0.05), pruned("magnitude", -0.45, 0.05)]
+    assert findings.findings(close).iloc[0]["verdict"] == "open"  # 0.05 apart, 2 sd = 0.10
+    worse = [BASELINE, pruned("obs", -0.9, 0.01), pruned("magnitude", -0.4, 0.01)]
+    assert findings.findings(worse).iloc[0]["verdict"] == "refuted"
+
+
+def test_cubic_against_linear_and_missing_runs_stay_open():
+    records = [BASELINE, pruned("obs", -0.5, 0.01, "cubic", 0.9), pruned("obs", -0.8, 0.01, "linear", 0.9)]
+    table = findings.findings(records)
+    assert table.loc["A cubic sparsity schedule beats a linear one at the end", "verdict"] == "confirmed"
+    assert table.loc["Pruning + QAT adds nothing beyond its parts", "verdict"] == "open"
+    assert set(table["verdict"]) <= {"confirmed", "refuted", "open"}
