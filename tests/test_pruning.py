@@ -206,6 +206,12 @@ def test_degeneracy_is_one_when_the_damp_drowns_the_gradients():
         figures[damp] = fisher.degeneracy()
     assert figures[1e2] == pytest.approx(1.0, abs=1e-6)  # F^-1 = I / damp: OBS ranks like magnitude
     assert figures[1e-8] < 0.5  # the gradients shape F^-1
+    keep = torch.arange(64) < 16  # three quarters pruned: their masked gradients are zero
+    fisher = BlockFisherInverse([64], 16, 1e-8, 16, build="direct")
+    for (g,) in grads:
+        fisher.add([g * keep])
+    assert fisher.degeneracy() == pytest.approx(1.0)  # the pruned weights' entries dominate the median
+    assert fisher.degeneracy([keep]) < 0.5  # over the weights still in play
 
 
 def test_fisher_refuses_more_or_fewer_gradients_than_declared():

@@ -48,7 +48,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
     "fine-tune": (2, "30fe0fd9aa2617b5"),
-    "prune": (3, "3e44f557ab5512a8"),
+    "prune": (4, "3de7951883dbc1d7"),
     "distil": (1, "c40db9782ae4f21b"),
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),
@@ -57,7 +57,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "drivers": (1, "a1dbb55ced175f06"),
     "baseline-driver": (1, "3c917954376c72ee"),
     "heads-driver": (1, "20adb4625385a55c"),
-    "prune-driver": (1, "bb467c063e4c95e7"),
+    "prune-driver": (1, "1e88bf1e8bb4c76d"),
     "distil-driver": (1, "8295ce09c8da95fb"),
     "quantize-driver": (1, "13ac53dfba3f69c1"),
     "combined-driver": (1, "a112aaa09b77d13f"),

@@ -204,9 +204,9 @@ def one_shot_models(P: Params, dense: PreTrainedModel, train, pad_id: int, metho
         return
     t0 = time.perf_counter()
     source = GradientSource(train, pad_id, cfg.num_grads, cfg.grad_batch, P.seed)
-    fisher = fisher_inverse(dense, Masks(prunable_weights(dense, cfg.scope), cfg.group_size), source, 0,
-                            cfg.obs_block_size, damp, cfg.obs_chunk_blocks, cfg.obs_build)
-    shared = fisher_stats(fisher) | {"fisher_seconds": time.perf_counter() - t0, "grad_batch": cfg.grad_batch}
+    dense_masks = Masks(prunable_weights(dense, cfg.scope), cfg.group_size)
+    fisher = fisher_inverse(dense, dense_masks, source, 0, cfg.obs_block_size, damp, cfg.obs_chunk_blocks, cfg.obs_build)
+    shared = fisher_stats(fisher, dense_masks) | {"fisher_seconds": time.perf_counter() - t0, "grad_batch": cfg.grad_batch}
     for sparsity in P.one_shot_sparsities:
         model, t1 = copy.deepcopy(dense), time.perf_counter()
         masks = Masks(prunable_weights(model, cfg.scope), cfg.group_size)

@@ -16,8 +16,8 @@ blocks then takes the group's steps in one pass, keeping the rank-1 factors:
 which is the per-gradient recursion F_i^-1 = F_{i-1}^-1 - (F_{i-1}^-1 g)(F_{i-1}^-1 g)^T / (m + g^T F_{i-1}^-1 g)
 written so the (B, B) blocks are read and written once per group instead of once per gradient.
 
-`degeneracy` is the median over weights of damp * [F^-1]_jj: near 1 the gradients add nothing
-to the damp (F^-1 ~ I / damp), so OBS saliency w^2 / (2 [F^-1]_jj) ranks like magnitude.
+`degeneracy` is the median over the unpruned weights of damp * [F^-1]_jj: near 1 the gradients
+add nothing to the damp (F^-1 ~ I / damp), so OBS saliency w^2 / (2 [F^-1]_jj) ranks like magnitude.
 """
 from __future__ import annotations
 
@@ -127,9 +127,13 @@ class BlockFisherInverse:
         if self.seen != self.num_grads:
             raise ValueError(f"the Fisher has {self.seen} of its m = {self.num_grads} gradients")
 
-    def degeneracy(self) -> float:
-        """Median over the real (unpadded) weights of damp * [F^-1]_jj: 1 means magnitude-like."""
+    def degeneracy(self, keep: Sequence[torch.Tensor] | None = None) -> float:
+        """Median of damp * [F^-1]_jj over the real (unpadded) weights, or only those `keep`
+        marks (the weights still unpruned: a pruned weight's gradient is masked to zero, so
+        its entry is exactly 1 and says nothing): 1 means magnitude-like."""
         diag = self.from_blocks(self.inv.diagonal(dim1=1, dim2=2))
+        if keep is not None:
+            diag = [d[k.reshape(-1)] for d, k in zip(diag, keep)]
         return float(torch.cat(diag).median()) * self.damp
 
     def diagonal_blocks(self, group: int = 1) -> torch.Tensor:

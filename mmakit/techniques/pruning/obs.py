@@ -58,11 +58,12 @@ def obs_prune(fisher: BlockFisherInverse, masks: Masks, sparsity: float) -> int:
     return new
 
 
-def fisher_stats(fisher: BlockFisherInverse) -> dict:
-    """What a step's Fisher was: m, B, damp, how it was built, its memory and its degeneracy."""
+def fisher_stats(fisher: BlockFisherInverse, masks: Masks) -> dict:
+    """What a step's Fisher was: m, B, damp, how it was built, its memory, the seconds spent on
+    the inverse, and its degeneracy over the weights `masks` keeps (taken before the step prunes)."""
     return {"num_grads": fisher.num_grads, "block_size": fisher.block_size, "damp": fisher.damp,
             "fisher_build": fisher.build, "fisher_mb": fisher.nbytes / 2**20, "inverse_seconds": fisher.seconds,
-            "degeneracy": fisher.degeneracy()}
+            "degeneracy": fisher.degeneracy(list(masks.keep.values()))}
 
 
 class ObsPruner(Pruner):
@@ -82,8 +83,8 @@ class ObsPruner(Pruner):
             fisher = fisher_inverse(model, masks, self.source, round_index, self.block_size, self.damp,
                                     self.chunk_blocks, self.build)
             built = time.perf_counter()
+            stats = fisher_stats(fisher, masks)
             new = obs_prune(fisher, masks, sparsity)
-            stats = fisher_stats(fisher)
             del fisher
         done = time.perf_counter()
         return {"newly_pruned_groups": new, "seconds": done - start, "fisher_seconds": built - start,
