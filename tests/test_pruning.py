@@ -195,6 +195,21 @@ def test_direct_build_equals_sherman_morrison_and_the_explicit_inverse():
     torch.testing.assert_close(f32["direct"].inv, f32["sherman-morrison"].inv, rtol=1e-3, atol=1e-2)
 
 
+def test_direct_build_survives_blocks_rounding_leaves_indefinite():
+    """m < B at a tiny damp: the float32 sum is rank-deficient and Cholesky fails on some blocks."""
+    torch.manual_seed(4)
+    sizes, B, m, damp = [64], 16, 4, 1e-12
+    grads = [[torch.randn(64) * 0.1] for _ in range(m)]
+    fisher = BlockFisherInverse(sizes, B, damp, m, build="direct")
+    for g in grads:
+        fisher.add(g)
+    assert torch.isfinite(fisher.inv).all()
+    for b in range(fisher.n_blocks):
+        values = torch.linalg.eigvalsh(fisher.inv[b].double())
+        # the inverse of a matrix >= damp I, to float32 rounding of entries near 1 / damp
+        assert values.min() > -1e-6 * values.max() and values.max() <= 1.01 / damp
+
+
 def test_degeneracy_is_one_when_the_damp_drowns_the_gradients():
     torch.manual_seed(2)
     grads = [[torch.randn(64) * 1e-3] for _ in range(16)]

@@ -77,3 +77,18 @@ def test_benchmark_outputs_are_not_records(tmp_path):
     write_json_atomic({"benchmark": "fisher_build", "profile": "quick"}, tmp_path / "bench" / "fisher_build.json")
     write_json_atomic({"notebook": "03_obs", "run": "x"}, tmp_path / "03_obs" / "x.json")
     assert [r["run"] for r in read_records(tmp_path)] == ["x"]
+
+
+def test_a_seed_made_by_older_code_is_left_out_of_the_aggregate(tmp_path):
+    from mmakit.study import common
+    from mmakit.study.code_version import versions_for
+    from mmakit.study.params import Params
+    from mmakit.study.records import write_record
+
+    now = versions_for("03_obs")
+    for seed, versions in ((42, now), (43, now | {"prune": now["prune"] - 1})):
+        write_record({"notebook": "03_obs", "run": f"x-s{seed}", "profile": "quick", "model": "m", "technique": {"seed": seed},
+                      "params": {"lr": 1.0, "seed": seed}, "f1": {"en": {"test": 0.9}}, "mls": {"test": -0.1},
+                      "env": {}, "started": "t", "seconds": 1.0, "code_versions": versions}, tmp_path)
+    P = Params({"notebook": "03_obs", "lr": 1.0, "seed": 42, "seeds": [42, 43], "results_dir": str(tmp_path)})
+    assert common.write_seed_aggregate(P, "x")["aggregate_of"] == ["x-s42"]

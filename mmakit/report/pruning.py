@@ -30,9 +30,9 @@ def aggregates(records: list[dict]) -> list[dict]:
 
 
 def label(record: dict) -> str:
-    """e.g. `obs 80% cubic` or `magnitude 90% cubic 4-block, no KD`."""
+    """e.g. `me5-small obs 80% cubic` or `xlm magnitude 90% cubic 4-block, no KD`."""
     t = record["technique"]
-    text = f"{t['method']} {round(100 * t['sparsity'])}% {t['schedule']}"
+    text = f"{record['params']['model']} {t['method']} {round(100 * t['sparsity'])}% {t['schedule']}"
     return text + (" 4-block" if t.get("group_size", 1) == 4 else "") + ("" if t.get("kd") else ", no KD")
 
 
@@ -59,7 +59,10 @@ def against_random(records: list[dict], split: str = "test") -> pd.DataFrame:
     runs = gradual(records)
 
     def key(r: dict) -> tuple:
-        return r["technique"]["sparsity"], r["technique"]["schedule"], r["technique"].get("group_size", 1)
+        """Everything but the criterion: the same model, sparsity, schedule and distillation."""
+        t = r["technique"]
+        return (r["params"]["model"], t["sparsity"], t["schedule"], t.get("group_size", 1), t.get("kd"),
+                t.get("initial_sparsity"), t.get("pruning_steps"))
 
     chance: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -213,7 +216,7 @@ def paper_figure_records(records: list[dict], sparsity: float = 0.9) -> dict[str
     for name, (method, schedule) in PAPER_FIGURES.items():
         match = [r for r in gradual(records) if r["technique"]["method"] == method
                  and r["technique"]["schedule"] == schedule and abs(r["technique"]["sparsity"] - sparsity) < 1e-9
-                 and r["technique"].get("group_size", 1) == 1]
+                 and r["technique"].get("group_size", 1) == 1 and r["technique"].get("kd")]
         if match:
             found[name] = sorted(match, key=lambda r: r["technique"].get("seed", 0))
     return found

@@ -24,6 +24,7 @@ from mmakit.core.models import load_token_classifier
 from mmakit.core.train import TrainConfig
 from mmakit.study import params, provenance
 from mmakit.study.cache import cache_key, cached_fine_tune
+from mmakit.study.code_version import versions_for
 from mmakit.study.params import Params
 from mmakit.study.records import aggregate, make_record, now, read_records, write_record
 
@@ -180,13 +181,19 @@ def _normal(value: object) -> object:
     return None if value is None or value == [] or value == {} else value
 
 
+def same_code(record: dict, notebook: str) -> bool:
+    """Whether `record` was made by the code versions `notebook` runs now (kinds it names)."""
+    made = record.get("code_versions") or {}
+    return all(made[kind] == version for kind, version in versions_for(notebook).items() if kind in made)
+
+
 def write_seed_aggregate(P: Params, name: str) -> dict | None:
     """Write the record `name` over the records `<name>-s<seed>` of the protocol's `seeds`
-    present so far that ran with this run's parameters (a seed made under other settings is
-    left out): mean F1 and mls, their standard deviation and each seed's values (records.aggregate)."""
+    present so far that ran with this run's parameters and code versions (a seed made under
+    other settings or older code is left out): mean F1 and mls, their standard deviation and each seed's values (records.aggregate)."""
     wanted = [f"{name}-s{s}" for s in (P.get("seeds") or [P.seed])]
     found = [r for r in read_records(P.get("results_dir"), P.notebook)
-             if r["run"] in wanted and same_protocol(r["params"], dict(P), P.notebook)]
+             if r["run"] in wanted and same_protocol(r["params"], dict(P), P.notebook) and same_code(r, P.notebook)]
     if not found:
         return None
     record = aggregate(found, name, wanted)

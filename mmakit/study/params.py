@@ -33,7 +33,8 @@ from mmakit.techniques.quantization import ptq
 
 NOTEBOOKS_DIR = REPO / "notebooks"
 # what every notebook's models and scores depend on without each parameters cell naming it
-SHARED_PARAMETERS = ("models", "warmup_ratio", "weight_decay", "lr_schedule", "max_length", "eval_splits")
+SHARED_PARAMETERS = ("models", "warmup_ratio", "weight_decay", "lr_schedule", "max_length", "eval_splits", "precision",
+                     "device")
 PARAMS_ENV = "MMAKIT_PARAMS_DIR"
 PARAMS_DIR = REPO / "params"
 PROFILES = ("smoke", "quick", "paper")

@@ -13,11 +13,13 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import onnx
 import torch
+from datasets import Dataset
 from onnx import numpy_helper
 from transformers import (
     AutoModelForTokenClassification,
@@ -147,7 +149,7 @@ def deployed(P: Params, models: dict[str, PreTrainedModel], tokenizer: PreTraine
 
 
 def technique(P: Params, mode: str, method: str, sparsity: float, damp: float | None = None) -> dict:
-    """What was done: method, sparsity, mode and group size; the schedule, KD and seed of a
+    """What was done: method, sparsity, mode, group size and seed; the schedule and KD of a
     gradual run; m, B and the damp wherever OBS ran."""
     out = {"method": method, "sparsity": sparsity, "mode": mode, "group_size": int(P.group_size), "seed": P.seed}
     if method == "obs":
@@ -191,7 +193,8 @@ def english_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, P: 
     return total / words
 
 
-def one_shot_models(P: Params, dense: PreTrainedModel, train, pad_id: int, method: str, damp: float | None):
+def one_shot_models(P: Params, dense: PreTrainedModel, train: Dataset, pad_id: int, method: str,
+                    damp: float | None) -> Iterator[tuple[float, PreTrainedModel, Masks, dict]]:
     """Yield (sparsity, pruned copy of `dense`, its masks, step statistics) for every `one_shot_sparsities`;
     OBS builds its Fisher once (damp `damp`) from the dense model and prunes every copy with it."""
     cfg = replace(pruning_config(P), method=method)
@@ -215,9 +218,9 @@ def one_shot_models(P: Params, dense: PreTrainedModel, train, pad_id: int, metho
 
 
 def one_shot_name(P: Params, method: str, sparsity: float, damp: float | None) -> str:
-    """e.g. me5-small-oneshot-obs-70-damp1e-06 or me5-small-oneshot-magnitude-70."""
+    """e.g. me5-small-oneshot-obs-70-damp1e-06-s42 or me5-small-oneshot-magnitude-70-s42."""
     name = f"{P.get('run_name') or P.model}-oneshot-{method}-{round(100 * sparsity)}"
-    return name + (f"-damp{damp:.0e}" if damp is not None else "")
+    return name + (f"-damp{damp:g}" if damp is not None else "") + f"-s{P.seed}"
 
 
 def run_one_shot(P: Params) -> list[dict]:

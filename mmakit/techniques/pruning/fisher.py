@@ -1,11 +1,12 @@
 """Block-diagonal inverse of the dampened empirical Fisher, F = damp I + (1/m) sum_i g_i g_i^T,
-built from m gradients in one of two ways that agree to rounding (tested):
+built from m gradients in one of two ways that agree to rounding at moderate damps (tested):
 
 - "sherman-morrison" (oBERT's): rank-1 updates of the inverse, no matrix inversion;
 - "direct": the B x B Fisher of every block summed from the gradients (one batched rank-k
   product per buffer of gradients), then all blocks inverted at once, chunk by chunk, by a
   Cholesky factorisation in float64. It needs about half the arithmetic of Sherman-Morrison
-  at m >> buffer and is better conditioned when the damp is tiny.
+  at m >> buffer; a block that rounding leaves indefinite (rank far below B at a tiny damp)
+  is inverted through its eigendecomposition instead.
 
 Blocks are B consecutive weights of one flattened tensor (the last block of a tensor is
 zero-padded; blocks never span tensors), stored as one (blocks, B, B) tensor: O(B d) memory.
@@ -100,12 +101,21 @@ class BlockFisherInverse:
             self.inv[start : start + self.chunk_blocks].baddbmm_(g.transpose(1, 2), g)
 
     def _invert(self) -> None:
-        """Direct build: replace each block's sum S by (damp I + S / m)^-1, in float64."""
+        """Direct build: replace each block's sum S by (damp I + S / m)^-1, in float64. Where
+        rounding leaves a block not positive definite (S far below rank B at a tiny damp), its
+        inverse comes from the eigendecomposition with eigenvalues held at the damp, their
+        true lower bound."""
         eye = torch.eye(self.block_size, dtype=torch.float64)
         for start in range(0, self.n_blocks, self.chunk_blocks):
             block = self.inv[start : start + self.chunk_blocks]
             fisher = block.double().div_(self.num_grads).add_(eye, alpha=self.damp)
-            block.copy_(torch.cholesky_inverse(torch.linalg.cholesky(fisher)))
+            factor, info = torch.linalg.cholesky_ex(fisher)
+            inverse = torch.cholesky_inverse(factor)
+            bad = info != 0
+            if bad.any():
+                values, vectors = torch.linalg.eigh(fisher[bad])
+                inverse[bad] = (vectors / values.clamp_min(self.damp).unsqueeze(1)) @ vectors.transpose(1, 2)
+            block.copy_(inverse)
 
     def _flush(self) -> None:
         """Sherman-Morrison: apply the buffered gradients' rank-1 updates to every block."""

@@ -82,8 +82,8 @@ class ObsPruner(Pruner):
         with peak_memory() as memory:
             fisher = fisher_inverse(model, masks, self.source, round_index, self.block_size, self.damp,
                                     self.chunk_blocks, self.build)
-            built = time.perf_counter()
             stats = fisher_stats(fisher, masks)
+            built = time.perf_counter()
             new = obs_prune(fisher, masks, sparsity)
             del fisher
         done = time.perf_counter()
