@@ -101,11 +101,6 @@ def code_version(kind: str) -> str:
     return f"{kind}.v{VERSIONS[kind][0]}"
 
 
-def all_versions() -> dict[str, int]:
-    """Every kind's version."""
-    return {kind: version for kind, (version, _) in VERSIONS.items()}
-
-
 def versions_for(notebook: str) -> dict[str, int]:
     """The versions of the kinds `notebook`'s records depend on (every kind for another notebook):
     what its records carry, and what makes one stale when it changes."""
