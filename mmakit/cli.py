@@ -125,7 +125,8 @@ def _sparseml_check(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps({k: record[k] for k in ("versions", "loss_dense", "fisher_degeneracy", "model_parity")}, indent=2))
     for row in record["results"]:
-        print(f"sparsity {row['sparsity']:.0%}: overlap {row['overlap']:.4f} (ours vs magnitude "
+        print(f"damp {row['damp']:g} (degeneracy {row['fisher_degeneracy']:.3f}), "
+              f"sparsity {row['sparsity']:.0%}: overlap {row['overlap']:.4f} (ours vs magnitude "
               f"{row['overlap_ours_magnitude']:.4f}), held-out loss ours {row['loss_ours']:.4f} SparseML "
               f"{row['loss_sparseml']:.4f} magnitude {row['loss_magnitude']:.4f} (dense {record['loss_dense']:.4f}), "
               f"update relative difference {row['update_rel_diff']:.2e}")

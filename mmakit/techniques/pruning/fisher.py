@@ -3,8 +3,8 @@ built from m gradients in one of two ways that agree to rounding at moderate dam
 
 - "sherman-morrison" (oBERT's): rank-1 updates of the inverse, no matrix inversion;
 - "direct": the B x B Fisher of every block summed from the gradients (one batched rank-k
-  product per buffer of gradients), then all blocks inverted at once, chunk by chunk, by a
-  Cholesky factorisation in float64. It needs about half the arithmetic of Sherman-Morrison
+  product per buffer of gradients, summed in float64), then all blocks inverted at once, chunk
+  by chunk, by a Cholesky factorisation in float64. It needs about half the arithmetic of Sherman-Morrison
   at m >> buffer; a block that rounding leaves indefinite (rank far below B at a tiny damp)
   is inverted through its eigendecomposition instead.
 
@@ -49,10 +49,15 @@ class BlockFisherInverse:
         counts = [math.ceil(n / block_size) for n in self.sizes]
         self.block_offsets = [sum(counts[:i]) for i in range(len(counts))]
         self.n_blocks = sum(counts)
-        # Sherman-Morrison: the inverse, from I / damp; direct: the sum of g g^T, inverted at the end
-        start = torch.eye(block_size, dtype=dtype).div_(damp) if build == "sherman-morrison" else \
-            torch.zeros(block_size, block_size, dtype=dtype)
-        self.inv = start.expand(self.n_blocks, -1, -1).clone()
+        self.dtype = dtype
+        # Sherman-Morrison: the inverse, from I / damp. Direct: the sum of g g^T in float64 (a float32
+        # sum loses what a tiny damp then magnifies), inverted into `inv` once complete.
+        if build == "sherman-morrison":
+            self.inv = torch.eye(block_size, dtype=dtype).div_(damp).expand(self.n_blocks, -1, -1).clone()
+            self._sum = None
+        else:
+            self.inv = torch.empty(0, block_size, block_size, dtype=dtype)
+            self._sum = torch.zeros(self.n_blocks, block_size, block_size, dtype=torch.float64)
         self.seen = 0
         self.seconds = 0.0  # spent building the inverse (not computing gradients)
         self._pending = 0  # gradients written to self._grads but not yet applied
@@ -60,12 +65,13 @@ class BlockFisherInverse:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the stored inverse blocks and the gradient buffer."""
-        return (self.inv.numel() + self._grads.numel()) * self.inv.element_size()
+        """Bytes of the inverse blocks, the gradient buffer and (direct build, until inverted) the float64 sum."""
+        held = (self.inv.numel() + self._grads.numel()) * self.inv.element_size()
+        return held + (self._sum.numel() * self._sum.element_size() if self._sum is not None else 0)
 
     def to_blocks(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """Flattened tensors laid out as zero-padded (blocks, B) rows."""
-        out = torch.zeros(self.n_blocks * self.block_size, dtype=self.inv.dtype)
+        out = torch.zeros(self.n_blocks * self.block_size, dtype=self.dtype)
         for t, n, off in zip(tensors, self.sizes, self.block_offsets):
             out[off * self.block_size : off * self.block_size + n] = t.reshape(-1)
         return out.view(self.n_blocks, self.block_size)
@@ -97,8 +103,8 @@ class BlockFisherInverse:
         """Direct build: add the buffered gradients' outer products to every block's sum."""
         k, self._pending = self._pending, 0
         for start in range(0, self.n_blocks, self.chunk_blocks):
-            g = self._grads[:k, start : start + self.chunk_blocks].transpose(0, 1)  # (c, k, B)
-            self.inv[start : start + self.chunk_blocks].baddbmm_(g.transpose(1, 2), g)
+            g = self._grads[:k, start : start + self.chunk_blocks].transpose(0, 1).double()  # (c, k, B)
+            self._sum[start : start + self.chunk_blocks].baddbmm_(g.transpose(1, 2), g)
 
     def _invert(self) -> None:
         """Direct build: replace each block's sum S by (damp I + S / m)^-1, in float64. Where
@@ -106,9 +112,10 @@ class BlockFisherInverse:
         inverse comes from the eigendecomposition with eigenvalues held at the damp, their
         true lower bound."""
         eye = torch.eye(self.block_size, dtype=torch.float64)
+        self.inv = torch.empty(self.n_blocks, self.block_size, self.block_size, dtype=self.dtype)
         for start in range(0, self.n_blocks, self.chunk_blocks):
             block = self.inv[start : start + self.chunk_blocks]
-            fisher = block.double().div_(self.num_grads).add_(eye, alpha=self.damp)
+            fisher = self._sum[start : start + self.chunk_blocks].div_(self.num_grads).add_(eye, alpha=self.damp)
             factor, info = torch.linalg.cholesky_ex(fisher)
             inverse = torch.cholesky_inverse(factor)
             bad = info != 0
@@ -116,6 +123,7 @@ class BlockFisherInverse:
                 values, vectors = torch.linalg.eigh(fisher[bad])
                 inverse[bad] = (vectors / values.clamp_min(self.damp).unsqueeze(1)) @ vectors.transpose(1, 2)
             block.copy_(inverse)
+        self._sum = None
 
     def _flush(self) -> None:
         """Sherman-Morrison: apply the buffered gradients' rank-1 updates to every block."""
