@@ -60,7 +60,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "prune-driver": (1, "9ac4ed4c4a906970"),
     "distil-driver": (1, "8295ce09c8da95fb"),
     "quantize-driver": (1, "13ac53dfba3f69c1"),
-    "combined-driver": (1, "a112aaa09b77d13f"),
+    "combined-driver": (1, "71c59c12b09c5e9f"),
 }
 _SHARED = ("fine-tune", "evaluate", "runtime", "drivers")
 NOTEBOOK_KINDS: dict[str, tuple[str, ...]] = {

@@ -55,10 +55,11 @@ def pruning_params(P: Params) -> Params:
                        "initial_sparsity": float(first) if first is not None else float(P.initial_sparsity)})
 
 
-def float_model(P: Params) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
-    """(model, tokenizer, what it is) before quantization: the dense baseline or 04's student,
-    then 03's pruning if the pipeline asks for it."""
-    model, tokenizer, meta = common.fine_tuned(P)
+def float_model(P: Params, dense: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, base: dict
+                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
+    """(model, tokenizer, what it is) before quantization: the dense baseline (`dense`, its
+    cache metadata `base`) or 04's student, then 03's pruning if the pipeline asks for it."""
+    model, meta = dense, base
     made = {"start": {"kind": "dense", "key": meta["key"]}}
     if P.get("combine_student"):
         model, tokenizer, meta = distillation.distil(student_params(P))
@@ -91,8 +92,8 @@ def run(P: Params) -> list[dict]:
     """Build the run's pipeline, score both int8 graphs on all six sets, time them beside the
     dense fp32 graph, and write one record per graph."""
     clock = common.RunClock()
-    model, tokenizer, made = float_model(P)
-    dense, _, base = common.fine_tuned(P)
+    dense, tokenizer, base = common.fine_tuned(P)
+    model, tokenizer, made = float_model(P, dense, tokenizer, base)
     suite = common.eval_suite(P, tokenizer)
     name = pipeline_name(P)
     with tempfile.TemporaryDirectory(prefix="06_combined-") as tmp:
