@@ -156,6 +156,21 @@ def test_select_never_revives_and_counts_exactly():
         masks.select({"w": w.detach().reshape(-1)}, 0.1)
 
 
+
+def test_per_tensor_selection_prunes_every_tensor_to_the_target_where_global_does_not():
+    small = {"a": nn.Parameter(torch.full((4, 10), 0.01)), "b": nn.Parameter(torch.arange(1.0, 41.0).reshape(4, 10))}
+
+    def pruned_per_tensor(selection: str) -> dict[str, int]:
+        masks = Masks(small, selection=selection)
+        masks.select({n: w.detach().reshape(-1).abs() for n, w in small.items()}, 0.5)
+        assert masks.pruned() == 40
+        return {n: int((~k).sum()) for n, k in masks.keep.items()}
+
+    assert pruned_per_tensor("global") == {"a": 40, "b": 0}  # one ranking: the small tensor goes whole
+    assert pruned_per_tensor("per_tensor") == {"a": 20, "b": 20}
+    with pytest.raises(ValueError, match="per_tensor"):
+        Masks(small, selection="layerwise")
+
 # --- Fisher inverse ---------------------------------------------------------------------------
 
 def test_sherman_morrison_inverse_equals_the_explicit_inverse_of_the_dampened_block_fisher():

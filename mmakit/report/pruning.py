@@ -30,9 +30,11 @@ def aggregates(records: list[dict]) -> list[dict]:
 
 
 def label(record: dict) -> str:
-    """e.g. `me5-small obs 80% cubic` or `xlm magnitude 90% cubic 4-block, no KD`."""
+    """e.g. `me5-small obs 80% cubic`, `me5-small movement 80% cubic per-tensor` or
+    `xlm magnitude 90% cubic 4-block, no KD`."""
     t = record["technique"]
     text = f"{record['params']['model']} {t['method']} {round(100 * t['sparsity'])}% {t['schedule']}"
+    text += " per-tensor" if t.get("selection") == "per_tensor" else ""
     return text + (" 4-block" if t.get("group_size", 1) == 4 else "") + ("" if t.get("kd") else ", no KD")
 
 
@@ -216,7 +218,8 @@ def paper_figure_records(records: list[dict], sparsity: float = 0.9) -> dict[str
     for name, (method, schedule) in PAPER_FIGURES.items():
         match = [r for r in gradual(records) if r["technique"]["method"] == method
                  and r["technique"]["schedule"] == schedule and abs(r["technique"]["sparsity"] - sparsity) < 1e-9
-                 and r["technique"].get("group_size", 1) == 1 and r["technique"].get("kd")]
+                 and r["technique"].get("group_size", 1) == 1 and r["technique"].get("kd")
+                 and r["technique"].get("selection", "global") == "global"]
         if match:
             found[name] = sorted(match, key=lambda r: r["technique"].get("seed", 0))
     return found

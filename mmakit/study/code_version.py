@@ -48,7 +48,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
     "fine-tune": (2, "30fe0fd9aa2617b5"),
-    "prune": (4, "73b69a7e1b3cbbdc"),
+    "prune": (4, "35c855184c5f38d6"),
     "distil": (1, "c40db9782ae4f21b"),
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),
@@ -57,7 +57,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "drivers": (1, "7a067cefe07614af"),
     "baseline-driver": (1, "3c917954376c72ee"),
     "heads-driver": (1, "20adb4625385a55c"),
-    "prune-driver": (1, "9ac4ed4c4a906970"),
+    "prune-driver": (1, "6b2908e640cae272"),
     "distil-driver": (1, "8295ce09c8da95fb"),
     "quantize-driver": (1, "13ac53dfba3f69c1"),
     "combined-driver": (1, "71c59c12b09c5e9f"),

@@ -27,6 +27,7 @@ from mmakit.techniques.distillation import students as distil_students
 from mmakit.techniques.heads import strategy as head_strategy
 from mmakit.techniques.pruning import config as pruning_config
 from mmakit.techniques.pruning import fisher as pruning_fisher
+from mmakit.techniques.pruning import masks as pruning_masks
 from mmakit.techniques.pruning import schedule as pruning_schedule
 from mmakit.techniques.quantization import pipeline as quant_pipeline
 from mmakit.techniques.quantization import ptq
@@ -54,6 +55,7 @@ CHOICES: dict[str, tuple] = {
     "device": DEVICES,
     "student_choice": distil_students.LAYER_CHOICES,
     "obs_build": pruning_fisher.BUILDS,
+    "selection": pruning_masks.SELECTIONS,
 }
 UNIT_INTERVAL = ("sparsity", "initial_sparsity", "warmup_ratio", "hardness", "ffn_step", "combine_sparsity",
                  "combine_initial_sparsity")

@@ -56,7 +56,8 @@ def pruning_config(P: Params) -> PruningConfig:
     return PruningConfig(
         method=P.method, sparsity=float(P.sparsity), initial_sparsity=float(P.initial_sparsity), schedule=P.schedule,
         pruning_steps=int(P.pruning_steps), warmup_steps=int(P.warmup_steps), prune_interval=int(P.prune_interval),
-        final_steps=int(P.final_steps), group_size=int(P.group_size), scope=P.prune_scope, num_grads=int(P.num_grads),
+        final_steps=int(P.final_steps), group_size=int(P.group_size), selection=P.get("selection") or "global",
+        scope=P.prune_scope, num_grads=int(P.num_grads),
         grad_batch=int(P.grad_batch), obs_block_size=int(P.obs_block_size), obs_damp=float(P.obs_damp),
         obs_chunk_blocks=int(P.obs_chunk_blocks), obs_build=P.get("obs_build") or "sherman-morrison",
     )
@@ -67,9 +68,14 @@ def kd_config(P: Params) -> KDConfig | None:
     return KDConfig(hardness=float(P.hardness), temperature=float(P.temperature)) if P.get("kd") else None
 
 
+def selection_suffix(P: Params) -> str:
+    """"-pertensor" for runs that prune each tensor to the target on its own, else ""."""
+    return "-pertensor" if P.get("selection") == "per_tensor" else ""
+
+
 def aggregate_name(P: Params) -> str:
-    """<model>-<method>-<percent>-<schedule>[-4block][-nokd]: the seed aggregate's name."""
-    name = f"{P.model}-{P.method}-{round(100 * P.sparsity)}-{P.schedule}"
+    """<model>-<method>-<percent>-<schedule>[-pertensor][-4block][-nokd]: the seed aggregate's name."""
+    name = f"{P.model}-{P.method}-{round(100 * P.sparsity)}-{P.schedule}{selection_suffix(P)}"
     return name + ("-4block" if int(P.group_size) == 4 else "") + ("" if P.get("kd") else "-nokd")
 
 
@@ -104,7 +110,9 @@ def prune(P: Params, start: tuple[PreTrainedModel, dict] | None = None
     train_cfg = common.train_config(P, lr=float(P.get("prune_lr") or P.lr), warmup_ratio=0.0)
     kd = kd_config(P)
     kd_meta = kd.to_dict() if kd else None
-    extra = {"pruning": cfg.to_dict(), "baseline": base["key"], "kd": kd_meta,
+    # global selection stays out of the key, so runs made before selection was a setting keep theirs
+    pruning = {k: v for k, v in cfg.to_dict().items() if (k, v) != ("selection", "global")}
+    extra = {"pruning": pruning, "baseline": base["key"], "kd": kd_meta,
              "curve_eval_samples": P.get("curve_eval_samples")}
     if start is not None:  # only then, so the keys of 03's runs from the baseline stay as they were
         extra["start"] = start[1]["key"]
@@ -151,7 +159,8 @@ def deployed(P: Params, models: dict[str, PreTrainedModel], tokenizer: PreTraine
 def technique(P: Params, mode: str, method: str, sparsity: float, damp: float | None = None) -> dict:
     """What was done: method, sparsity, mode, group size and seed; the schedule and KD of a
     gradual run; m, B and the damp wherever OBS ran."""
-    out = {"method": method, "sparsity": sparsity, "mode": mode, "group_size": int(P.group_size), "seed": P.seed}
+    out = {"method": method, "sparsity": sparsity, "mode": mode, "group_size": int(P.group_size),
+           "selection": P.get("selection") or "global", "seed": P.seed}
     if method == "obs":
         out |= {"num_grads": int(P.num_grads), "block_size": int(P.obs_block_size),
                 "damp": float(P.obs_damp) if damp is None else damp}
@@ -202,24 +211,24 @@ def one_shot_models(P: Params, dense: PreTrainedModel, train: Dataset, pad_id: i
         for sparsity in P.one_shot_sparsities:
             model = copy.deepcopy(dense)
             masks, stats = one_shot(model, make_pruner(cfg, train, pad_id, P.seed), float(sparsity), cfg.scope,
-                                    cfg.group_size)
+                                    cfg.group_size, cfg.selection)
             yield float(sparsity), model, masks, stats
         return
     t0 = time.perf_counter()
     source = GradientSource(train, pad_id, cfg.num_grads, cfg.grad_batch, P.seed)
-    dense_masks = Masks(prunable_weights(dense, cfg.scope), cfg.group_size)
+    dense_masks = Masks(prunable_weights(dense, cfg.scope), cfg.group_size, cfg.selection)
     fisher = fisher_inverse(dense, dense_masks, source, 0, cfg.obs_block_size, damp, cfg.obs_chunk_blocks, cfg.obs_build)
     shared = fisher_stats(fisher, dense_masks) | {"fisher_seconds": time.perf_counter() - t0, "grad_batch": cfg.grad_batch}
     for sparsity in P.one_shot_sparsities:
         model, t1 = copy.deepcopy(dense), time.perf_counter()
-        masks = Masks(prunable_weights(model, cfg.scope), cfg.group_size)
+        masks = Masks(prunable_weights(model, cfg.scope), cfg.group_size, cfg.selection)
         new = obs_prune(fisher, masks, float(sparsity))
         yield float(sparsity), model, masks, shared | {"newly_pruned_groups": new, "prune_seconds": time.perf_counter() - t1}
 
 
 def one_shot_name(P: Params, method: str, sparsity: float, damp: float | None) -> str:
     """e.g. me5-small-oneshot-obs-70-damp1e-06-s42 or me5-small-oneshot-magnitude-70-s42."""
-    name = f"{P.get('run_name') or P.model}-oneshot-{method}-{round(100 * sparsity)}"
+    name = f"{P.get('run_name') or P.model}-oneshot-{method}-{round(100 * sparsity)}{selection_suffix(P)}"
     return name + (f"-damp{damp:g}" if damp is not None else "") + f"-s{P.seed}"
 
 

@@ -92,7 +92,7 @@ def gradual_prune(model: PreTrainedModel, train: Dataset, pad_id: int, train_cfg
     by the plan's step count and its pruning steps. `hooks` join the pruning hook in the
     training loop (e.g. a distillation loss).
     """
-    masks = Masks(prunable_weights(model, cfg.scope), cfg.group_size)
+    masks = Masks(prunable_weights(model, cfg.scope), cfg.group_size, cfg.selection)
     hook = PruningHook(make_pruner(cfg, train, pad_id, train_cfg.seed), masks, cfg, curve_fn)
     hooks = [hook, *hooks]
     plan = cfg.plan
@@ -111,10 +111,11 @@ def gradual_prune(model: PreTrainedModel, train: Dataset, pad_id: int, train_cfg
     return log
 
 
-def one_shot(model: PreTrainedModel, pruner: Pruner, sparsity: float, scope: str, group_size: int = 1) -> tuple[Masks, dict]:
+def one_shot(model: PreTrainedModel, pruner: Pruner, sparsity: float, scope: str, group_size: int = 1,
+             selection: str = "global") -> tuple[Masks, dict]:
     """Prune `model` in place to `sparsity` in a single step, without retraining; the masks and
     the step's statistics."""
-    masks = Masks(prunable_weights(model, scope), group_size)
+    masks = Masks(prunable_weights(model, scope), group_size, selection)
     start = time.perf_counter()
     stats = pruner.prune(model, masks, sparsity, 0)
     return masks, {"seconds": time.perf_counter() - start, **stats}

@@ -1,5 +1,7 @@
-"""Keep-masks over the prunable weights: global selection of the lowest scores to an exact
-count, masks applied as exact zeros, and sparsity reported per tensor, per layer and globally.
+"""Keep-masks over the prunable weights: selection of the lowest scores to an exact count,
+globally (one threshold over all tensors: oBERT's OBS and magnitude) or per tensor (each tensor
+to the target: movement as Sanh et al. and SparseML prune), masks applied as exact zeros, and
+sparsity reported per tensor, per layer and globally.
 
 Weights are pruned in groups of `group_size` consecutive entries of the flattened tensor
 (1: unstructured; 4: the 4-block pattern that sparse int8 kernels like); a group is pruned
@@ -15,16 +17,21 @@ from torch import nn
 from mmakit.techniques.pruning.scope import layer_of
 from mmakit.techniques.selection import lowest
 
+SELECTIONS = ("global", "per_tensor")
+
 
 class Masks:
     """One boolean keep-mask per prunable weight; `apply` writes exact zeros where it is False."""
 
-    def __init__(self, weights: dict[str, nn.Parameter], group_size: int = 1):
+    def __init__(self, weights: dict[str, nn.Parameter], group_size: int = 1, selection: str = "global"):
         bad = [n for n, w in weights.items() if w.numel() % group_size]
         if group_size < 1 or bad:
             raise ValueError(f"group_size {group_size} must be positive and divide every pruned tensor; not: {bad}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {selection!r}; choose from {', '.join(SELECTIONS)}")
         self.weights = weights
         self.group_size = group_size
+        self.selection = selection
         self.keep = {n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()}
 
     @property
@@ -55,27 +62,30 @@ class Masks:
             if w.grad is not None:
                 w.grad.masked_fill_(~self.keep[name], 0.0)
 
-    def groups_to_prune(self, sparsity: float) -> int:
-        """How many groups are pruned at `sparsity` of the scope (rounded to one group)."""
-        return round(sparsity * self.total / self.group_size)
-
     def select(self, scores: dict[str, torch.Tensor], sparsity: float) -> int:
-        """Prune the globally lowest-scoring groups until `sparsity` is reached; return how many were new.
+        """Prune the lowest-scoring groups, over all tensors or within each (`selection`), until
+        `sparsity` is reached; return how many were new.
 
         `scores[name]` holds one score per group of `name` (higher = keep); groups pruned
         before count as -inf, so pruning never revives a weight.
         """
         names = list(self.weights)
+        if any(scores[n].numel() != self.groups(n).shape[0] for n in names):
+            raise ValueError("scores must hold one value per group of every pruned tensor")
+        if any(torch.isnan(scores[n]).any() for n in names):
+            raise ValueError("pruning scores contain NaN")
+        if self.selection == "per_tensor":
+            return sum(self._select_lowest([n], scores, sparsity) for n in names)
+        return self._select_lowest(names, scores, sparsity)
+
+    def _select_lowest(self, names: list[str], scores: dict[str, torch.Tensor], sparsity: float) -> int:
+        """Prune the lowest groups of `names` taken together to `sparsity` of their weights."""
         flat = torch.cat([scores[n].reshape(-1).float() for n in names])
         already = torch.cat([~self.groups(n).any(dim=1) for n in names])
-        if flat.numel() != already.numel():
-            raise ValueError("scores must hold one value per group of every pruned tensor")
-        target = self.groups_to_prune(sparsity)
+        target = round(sparsity * flat.numel())
         before = int(already.sum())
         if target < before:
-            raise ValueError(f"sparsity {sparsity} is below the {before * self.group_size / self.total:.4f} already reached")
-        if torch.isnan(flat).any():
-            raise ValueError("pruning scores contain NaN")
+            raise ValueError(f"sparsity {sparsity} is below the {before / flat.numel():.4f} already reached")
         chosen = lowest(flat.masked_fill(already, float("-inf")), target)
         start = 0
         for n in names:

@@ -1,0 +1,32 @@
+"""03's tables read from records: labels, the random control and the paper's figures."""
+from __future__ import annotations
+
+import pytest
+
+from mmakit.report import pruning as report
+
+
+def record(method: str, seed: int, f1: float, selection: str = "global") -> dict:
+    technique = {"method": method, "sparsity": 0.9, "schedule": "cubic", "mode": "gradual", "group_size": 1,
+                 "kd": True, "selection": selection, "seed": seed, "initial_sparsity": 0.6, "pruning_steps": 5}
+    return {"run": f"{method}-{selection}-s{seed}", "params": {"model": "tiny"}, "technique": technique,
+            "f1": {lang: {"test": f1} for lang in ("en", "es", "nl")}}
+
+
+RUNS = [record("random", 42, 0.2), record("random", 43, 0.4), record("movement", 42, 0.1),
+        record("movement", 42, 0.5, "per_tensor"), record("obs", 42, 0.8)]
+
+
+def test_per_tensor_runs_are_labelled_and_read_against_the_same_random_control():
+    assert report.label(RUNS[3]) == "tiny movement 90% cubic per-tensor"
+    assert report.label(RUNS[2]) == "tiny movement 90% cubic"
+    gaps = report.against_random(RUNS)
+    assert gaps.loc["tiny movement 90% cubic per-tensor", ("es", "mean")] == pytest.approx(0.2)
+    assert gaps.loc["tiny movement 90% cubic", ("es", "mean")] == pytest.approx(-0.2)
+    assert "tiny random 90% cubic" not in gaps.index
+
+
+def test_the_paper_figures_take_globally_selected_runs_only():
+    per_tensor_obs = record("obs", 43, 0.7, "per_tensor")
+    found = report.paper_figure_records([*RUNS, per_tensor_obs])
+    assert [r["run"] for r in found["Figure 3: OBS, cubic"]] == ["obs-global-s42"]
