@@ -70,13 +70,15 @@ def _speed_rows(records: list[dict]) -> pd.DataFrame:
 
 def table5(records: list[dict]) -> pd.DataFrame:
     """Items/s per graph, runtime and batch, and speedup over the dense (12-layer) graph in onnxruntime at
-    the same batch measured in the same run; mean over every run (each run times its student
-    beside the dense graph), `runs` how many."""
+    the same batch measured in the same run: the median over every run (each run times its student
+    beside the dense graph; on shared cores single runs swing by a quarter), the lowest and highest
+    speedup, and `runs` how many."""
     frame = _speed_rows(records)
     if frame.empty:
         return frame
     grouped = frame.groupby(["graph", "runtime", "batch"]).agg(
-        items_per_s=("items_per_s", "mean"), speedup=("speedup", "mean"), runs=("run", "nunique"))
+        items_per_s=("items_per_s", "median"), speedup=("speedup", "median"), lowest=("speedup", "min"),
+        highest=("speedup", "max"), runs=("run", "nunique"))
     return grouped.unstack("batch")
 
 
