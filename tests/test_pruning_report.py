@@ -30,3 +30,28 @@ def test_the_paper_figures_take_globally_selected_runs_only():
     per_tensor_obs = record("obs", 43, 0.7, "per_tensor")
     found = report.paper_figure_records([*RUNS, per_tensor_obs])
     assert [r["run"] for r in found["Figure 3: OBS, cubic"]] == ["obs-global-s42"]
+
+
+def test_token_spread_falls_to_zero_when_every_token_looks_the_same(tiny_finetuned, tmp_path):
+    import copy
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "token_spread.py"
+    spec = importlib.util.spec_from_file_location("token_spread", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model, tokenizer, _ = tiny_finetuned
+    words = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]]
+    model.save_pretrained(tmp_path / "fine")
+    tokenizer.save_pretrained(tmp_path / "fine")
+    assert min(script.token_spread(tmp_path / "fine", words)) > 0.01
+    blind = copy.deepcopy(model)
+    with torch.no_grad():  # no word or position information left: every token the same vector
+        blind.bert.embeddings.word_embeddings.weight.zero_()
+        blind.bert.embeddings.position_embeddings.weight.zero_()
+    blind.save_pretrained(tmp_path / "blind")
+    tokenizer.save_pretrained(tmp_path / "blind")
+    assert max(script.token_spread(tmp_path / "blind", words)) < 1e-5
