@@ -26,6 +26,8 @@ def test_every_profile_loads_and_validates():
         ({"lr": 0}, "lr=0 must be a positive number"),
         ({"langs": ["de"]}, "allowed: en, es, nl"),
         ({"baselines": ["bert-large"]}, "not among the profile's models: tiny"),
+        ({"selection": "layerwise"}, "choose from global, per_tensor"),
+        ({"variant": "From 10%"}, "lower-case letters, digits or _"),
     ],
 )
 def test_bad_values_fail_with_the_valid_choices(given, message):

@@ -26,6 +26,18 @@ def test_per_tensor_runs_are_labelled_and_read_against_the_same_random_control()
     assert "tiny random 90% cubic" not in gaps.index
 
 
+def test_a_variant_names_its_runs_and_rows(smoke):
+    from mmakit.study import pruning as study
+    from mmakit.study.params import Params
+
+    P = Params(dict(smoke) | {"method": "movement", "sparsity": 0.8, "schedule": "cubic", "kd": True,
+                              "selection": "per_tensor", "variant": "from10", "seed": 42})
+    assert study.run_name(P) == "tiny-movement-80-cubic-pertensor-from10-s42"
+    technique = study.technique(P, "gradual", "movement", 0.8)
+    assert report.label({"params": {"model": "tiny"}, "technique": technique}) == (
+        "tiny movement 80% cubic per-tensor (from10)")
+
+
 def test_the_paper_figures_take_globally_selected_runs_only():
     per_tensor_obs = record("obs", 43, 0.7, "per_tensor")
     found = report.paper_figure_records([*RUNS, per_tensor_obs])

@@ -35,7 +35,8 @@ def label(record: dict) -> str:
     t = record["technique"]
     text = f"{record['params']['model']} {t['method']} {round(100 * t['sparsity'])}% {t['schedule']}"
     text += " per-tensor" if t.get("selection") == "per_tensor" else ""
-    return text + (" 4-block" if t.get("group_size", 1) == 4 else "") + ("" if t.get("kd") else ", no KD")
+    text += (" 4-block" if t.get("group_size", 1) == 4 else "") + ("" if t.get("kd") else ", no KD")
+    return text + (f" ({t['variant']})" if t.get("variant") else "")
 
 
 def table3(records: list[dict]) -> pd.DataFrame:

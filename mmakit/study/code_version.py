@@ -57,7 +57,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "drivers": (1, "7a067cefe07614af"),
     "baseline-driver": (1, "3c917954376c72ee"),
     "heads-driver": (1, "20adb4625385a55c"),
-    "prune-driver": (1, "6b2908e640cae272"),
+    "prune-driver": (1, "b1b54dc9ef2dd165"),
     "distil-driver": (1, "8295ce09c8da95fb"),
     "quantize-driver": (1, "13ac53dfba3f69c1"),
     "combined-driver": (1, "71c59c12b09c5e9f"),

@@ -10,6 +10,7 @@ import ast
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -138,6 +139,9 @@ def validate(p: Mapping[str, Any]) -> None:
     for key in BOOLEANS:
         if p.get(key) is not None and not isinstance(p[key], bool):
             raise ValueError(f"{key}={p[key]!r} must be true or false")
+    variant = p.get("variant")
+    if variant is not None and not (isinstance(variant, str) and re.fullmatch(r"[a-z0-9_]+", variant)):
+        raise ValueError(f"variant={variant!r} must be lower-case letters, digits or _ (it becomes part of run names)")
     layers = p.get("student_layers")
     if layers is not None and not (isinstance(layers, list) and layers and all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in layers)):

@@ -74,9 +74,11 @@ def selection_suffix(P: Params) -> str:
 
 
 def aggregate_name(P: Params) -> str:
-    """<model>-<method>-<percent>-<schedule>[-pertensor][-4block][-nokd]: the seed aggregate's name."""
+    """<model>-<method>-<percent>-<schedule>[-pertensor][-4block][-nokd][-<variant>]: the seed
+    aggregate's name (`variant` labels runs that change other settings, e.g. the schedule)."""
     name = f"{P.model}-{P.method}-{round(100 * P.sparsity)}-{P.schedule}{selection_suffix(P)}"
-    return name + ("-4block" if int(P.group_size) == 4 else "") + ("" if P.get("kd") else "-nokd")
+    name += ("-4block" if int(P.group_size) == 4 else "") + ("" if P.get("kd") else "-nokd")
+    return name + (f"-{P.variant}" if P.get("variant") else "")
 
 
 def run_name(P: Params) -> str:
@@ -167,6 +169,8 @@ def technique(P: Params, mode: str, method: str, sparsity: float, damp: float | 
     if mode == "gradual":
         out |= {"schedule": P.schedule, "initial_sparsity": float(P.initial_sparsity),
                 "pruning_steps": int(P.pruning_steps), "kd": bool(P.get("kd"))}
+    if P.get("variant"):
+        out["variant"] = P.variant
     return out
 
 
