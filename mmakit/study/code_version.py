@@ -48,7 +48,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
     "fine-tune": (2, "30fe0fd9aa2617b5"),
-    "prune": (4, "35c855184c5f38d6"),
+    "prune": (4, "dce7bffd7f784599"),
     "distil": (1, "c40db9782ae4f21b"),
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),

@@ -9,7 +9,6 @@ from mmakit.techniques.pruning.base import Pruner
 from mmakit.techniques.pruning.fisher import BUILDS
 from mmakit.techniques.pruning.gradients import GradientSource
 from mmakit.techniques.pruning.magnitude import MagnitudePruner
-from mmakit.techniques.pruning.masks import SELECTIONS
 from mmakit.techniques.pruning.movement import MovementPruner
 from mmakit.techniques.pruning.obs import ObsPruner
 from mmakit.techniques.pruning.random_pruning import RandomPruner
@@ -28,7 +27,7 @@ class PruningConfig:
     `pruning_steps` counts pruning events, the first at `initial_sparsity` and the last at
     `sparsity`; `num_grads` mini-batches of `grad_batch` sentences feed OBS's Fisher (and
     movement's scores when no training step precedes a pruning step). `selection` ranks all
-    tensors together ("global") or each on its own ("per_tensor").
+    tensors together ("global") or each on its own ("per_tensor"); `Masks` checks it.
     """
 
     method: str = "obs"
@@ -58,8 +57,6 @@ class PruningConfig:
             raise ValueError(f"need 0 <= initial_sparsity ({self.initial_sparsity}) <= sparsity ({self.sparsity}) < 1")
         if self.group_size not in GROUP_SIZES:
             raise ValueError(f"group_size must be 1 (unstructured) or 4 (4-block), not {self.group_size}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"unknown selection {self.selection!r}; choose from {', '.join(SELECTIONS)}")
         if self.obs_build not in BUILDS:
             raise ValueError(f"unknown obs_build {self.obs_build!r}; choose from {', '.join(BUILDS)}")
         if self.obs_block_size % self.group_size:
