@@ -27,3 +27,19 @@ def test_a_student_pruned_in_4_blocks_then_qat_gives_two_int8_records(work_dirs,
     assert not combined_report.table8(list(records.values())).empty
     frame = summary.frontier_frame(list(records.values()))
     assert frame["frontier"].any()
+
+
+def test_a_student_taught_on_unlabelled_languages_names_and_labels_its_pipeline(smoke):
+    from mmakit.study import combined
+    from mmakit.study.params import Params
+
+    P = Params(dict(smoke) | {"combine_student": 6, "combine_unlabelled_langs": ["es", "nl"], "combine_sparsity": 0.8,
+                              "combine_group_size": 4})
+    assert combined.pipeline_name(P) == "tiny-L6-kd-unlab_es_nl-obs80-4block-q"
+    assert combined.student_params(P)["unlabelled_langs"] == ["es", "nl"]  # 04's cached student of that name
+    info = {"settings": {"exclude": ["attention_scores"]}}
+    record = {"technique": combined.technique(P, "exclusions", {}, info)}
+    assert combined_report.label(record).startswith("L6 student + unlabelled es,nl (beyond the paper), OBS 80% 4-block")
+    plain = Params(P | {"combine_unlabelled_langs": []})
+    assert combined.pipeline_name(plain) == "tiny-L6-kd-obs80-4block-q"
+    assert combined.student_params(plain)["unlabelled_langs"] == []

@@ -8,7 +8,8 @@ def aggregate(notebook: str, technique: dict, mls_test: float, sd: float | None,
 
 
 def pruned(method: str, mls_test: float, sd: float | None, schedule: str = "cubic", sparsity: float = 0.8) -> dict:
-    technique = {"mode": "gradual", "method": method, "sparsity": sparsity, "schedule": schedule, "group_size": 1}
+    technique = {"mode": "gradual", "method": method, "sparsity": sparsity, "schedule": schedule, "group_size": 1,
+                 "kd": True}
     return aggregate("03_obs", technique, mls_test, sd)
 
 

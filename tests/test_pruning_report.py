@@ -38,10 +38,33 @@ def test_a_variant_names_its_runs_and_rows(smoke):
         "tiny movement 80% cubic per-tensor (from10)")
 
 
-def test_the_paper_figures_take_globally_selected_runs_only():
+def test_the_paper_figures_take_globally_selected_runs_from_the_fine_tuned_model_only():
     per_tensor_obs = record("obs", 43, 0.7, "per_tensor")
-    found = report.paper_figure_records([*RUNS, per_tensor_obs])
+    from_pretrained = record("obs", 44, 0.6)
+    from_pretrained["technique"]["start"] = "pretrained"
+    found = report.paper_figure_records([*RUNS, per_tensor_obs, from_pretrained])
     assert [r["run"] for r in found["Figure 3: OBS, cubic"]] == ["obs-global-s42"]
+
+
+def test_a_run_from_the_pretrained_encoder_starts_there_and_says_so(smoke, tiny_finetuned):
+    from mmakit.study import common
+    from mmakit.study import pruning as study
+    from mmakit.study.params import Params
+
+    assert study.start_model(smoke) is None  # the fine-tuned baseline, 03's default
+    P = Params(dict(smoke) | {"method": "movement", "sparsity": 0.8, "schedule": "cubic", "kd": True,
+                              "selection": "per_tensor", "prune_start": "pretrained", "seed": 42})
+    assert study.run_name(P) == "tiny-movement-80-cubic-pertensor-pretrained-s42"
+    technique = study.technique(P, "gradual", "movement", 0.8)
+    assert report.label({"params": {"model": "tiny"}, "technique": technique}) == (
+        "tiny movement 80% cubic per-tensor, from pretrained")
+    model, meta = study.start_model(P)
+    pretrained, _ = common.fresh_model(P, seed=42)
+    fine_tuned = tiny_finetuned[0]
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    weights = {k: m.state_dict()[name] for k, m in (("start", model), ("pre", pretrained), ("fine", fine_tuned))}
+    assert meta["key"] == "pretrained" and weights["start"].equal(weights["pre"])
+    assert not weights["start"].equal(weights["fine"])
 
 
 def test_token_spread_falls_to_zero_when_every_token_looks_the_same(tiny_finetuned, tmp_path):

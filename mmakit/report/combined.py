@@ -17,9 +17,12 @@ def runs(records: list[dict]) -> list[dict]:
 
 
 def label(record: dict) -> str:
-    """e.g. `L6 student, OBS 80% 4-block, QAT (every MatMul int8)`."""
+    """e.g. `L6 student, OBS 80% 4-block, QAT (every MatMul int8)`, or `L6 student + unlabelled
+    es,nl (beyond the paper), ...`."""
     t = record["technique"]
     parts = [f"L{t['student']} student" if t.get("student") else "12 layers"]
+    if t.get("unlabelled_langs"):
+        parts[0] += f" + unlabelled {','.join(t['unlabelled_langs'])} (beyond the paper)"
     if t.get("sparsity"):
         parts.append(f"OBS {round(100 * t['sparsity'])}%" + (" 4-block" if t.get("group_size") == 4 else ""))
     coverage = "every MatMul int8" if t.get("coverage") != "exclusions" else "float: " + ", ".join(t.get("float_ops", []))

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mmakit.report import distillation as distillation_report
+from mmakit.report.pruning import as_the_paper_prunes
 
 CONFIRMED, REFUTED, OPEN = "confirmed", "refuted", "open"
 SPLIT = "test"
@@ -40,7 +41,7 @@ def judge(difference: float, noise: float | None) -> str:
 def _pruned(records: list[dict], method: str, sparsity: float, schedule: str = "cubic") -> dict | None:
     found = [r for r in _aggregates(records, "03_obs") if r["technique"].get("mode") == "gradual"
              and r["technique"]["method"] == method and abs(r["technique"]["sparsity"] - sparsity) < 1e-9
-             and r["technique"]["schedule"] == schedule and r["technique"].get("group_size", 1) == 1]
+             and r["technique"]["schedule"] == schedule and as_the_paper_prunes(r["technique"])]
     return found[0] if found else None
 
 

@@ -30,13 +30,22 @@ def aggregates(records: list[dict]) -> list[dict]:
 
 
 def label(record: dict) -> str:
-    """e.g. `me5-small obs 80% cubic`, `me5-small movement 80% cubic per-tensor` or
-    `xlm magnitude 90% cubic 4-block, no KD`."""
+    """e.g. `me5-small obs 80% cubic`, `me5-small movement 80% cubic per-tensor, from pretrained`
+    or `xlm magnitude 90% cubic 4-block, no KD`."""
     t = record["technique"]
     text = f"{record['params']['model']} {t['method']} {round(100 * t['sparsity'])}% {t['schedule']}"
     text += " per-tensor" if t.get("selection") == "per_tensor" else ""
     text += (" 4-block" if t.get("group_size", 1) == 4 else "") + ("" if t.get("kd") else ", no KD")
+    text += ", from pretrained" if t.get("start") == "pretrained" else ""
     return text + (f" ({t['variant']})" if t.get("variant") else "")
+
+
+def as_the_paper_prunes(technique: dict) -> bool:
+    """Whether a gradual run prunes as the paper's Table 3 and Figures 3-5 do: the fine-tuned
+    model, unstructured, one global ranking, KD, the profile's schedule (no variant)."""
+    return (technique.get("group_size", 1) == 1 and bool(technique.get("kd"))
+            and technique.get("selection", "global") == "global" and technique.get("start", "baseline") == "baseline"
+            and not technique.get("variant"))
 
 
 def table3(records: list[dict]) -> pd.DataFrame:
@@ -213,14 +222,12 @@ def curve_figure(records: list[dict], x: str = "step", title: str = "Dev F1 duri
 
 
 def paper_figure_records(records: list[dict], sparsity: float = 0.9) -> dict[str, list[dict]]:
-    """Every seed's gradual run matching each of the paper's Figures 3-5 (unstructured, with KD
-    as the study prunes)."""
+    """Every seed's gradual run matching each of the paper's Figures 3-5 (`as_the_paper_prunes`)."""
     found = {}
     for name, (method, schedule) in PAPER_FIGURES.items():
         match = [r for r in gradual(records) if r["technique"]["method"] == method
                  and r["technique"]["schedule"] == schedule and abs(r["technique"]["sparsity"] - sparsity) < 1e-9
-                 and r["technique"].get("group_size", 1) == 1 and r["technique"].get("kd")
-                 and r["technique"].get("selection", "global") == "global"]
+                 and as_the_paper_prunes(r["technique"])]
         if match:
             found[name] = sorted(match, key=lambda r: r["technique"].get("seed", 0))
     return found

@@ -48,7 +48,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
     "fine-tune": (2, "30fe0fd9aa2617b5"),
-    "prune": (4, "dce7bffd7f784599"),
+    "prune": (4, "b8bd403a2518c3a7"),
     "distil": (1, "c40db9782ae4f21b"),
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),
@@ -57,10 +57,10 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "drivers": (1, "7a067cefe07614af"),
     "baseline-driver": (1, "3c917954376c72ee"),
     "heads-driver": (1, "20adb4625385a55c"),
-    "prune-driver": (1, "b1b54dc9ef2dd165"),
+    "prune-driver": (1, "22a60d98ee3034f9"),
     "distil-driver": (1, "8295ce09c8da95fb"),
     "quantize-driver": (1, "13ac53dfba3f69c1"),
-    "combined-driver": (1, "71c59c12b09c5e9f"),
+    "combined-driver": (1, "3c744f6b732cba7f"),
 }
 _SHARED = ("fine-tune", "evaluate", "runtime", "drivers")
 NOTEBOOK_KINDS: dict[str, tuple[str, ...]] = {

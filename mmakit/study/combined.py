@@ -28,10 +28,13 @@ ALL_INT8 = "int8all"  # suffix of the record whose graph has every MatMul int8
 
 
 def pipeline_name(P: Params) -> str:
-    """`run_name`, else <model>[-L<n>-kd][-obs<percent>[-4block]]-q, e.g. me5-small-L6-kd-obs80-4block-q."""
+    """`run_name`, else <model>[-L<n>-kd[-unlab_<langs>]][-obs<percent>[-4block]]-q, e.g.
+    me5-small-L6-kd-obs80-4block-q."""
     if P.get("run_name"):
         return P.run_name
     name = P.model + (f"-L{int(P.combine_student)}-kd" if P.get("combine_student") else "")
+    if P.get("combine_student") and P.get("combine_unlabelled_langs"):
+        name += "-unlab_" + "_".join(P.combine_unlabelled_langs)
     if P.get("combine_sparsity"):
         name += f"-obs{round(100 * float(P.combine_sparsity))}" + ("-4block" if int(P.combine_group_size) == 4 else "")
     return name + "-q"
@@ -39,10 +42,12 @@ def pipeline_name(P: Params) -> str:
 
 def student_params(P: Params) -> Params:
     """04's parameters for the pipeline's student: `combine_student` layers, taught by the dense
-    baseline, the baseline's seed (the checkpoint 04 cached for that run)."""
+    baseline (beyond the paper, also on `combine_unlabelled_langs`' unlabelled sentences), the
+    baseline's seed (the checkpoint 04 cached for that run)."""
     return Params(P | {"notebook": distillation.NOTEBOOK, "student_size": int(P.combine_student), "teacher": True,
                        "seed": P.baseline_seed, "student_layers": None, "student_model": None,
-                       "unlabelled_langs": [], "intermediate": False, "run_name": None})
+                       "unlabelled_langs": list(P.get("combine_unlabelled_langs") or []), "intermediate": False,
+                       "run_name": None})
 
 
 def pruning_params(P: Params) -> Params:
@@ -63,7 +68,8 @@ def float_model(P: Params, dense: PreTrainedModel, tokenizer: PreTrainedTokenize
     made = {"start": {"kind": "dense", "key": meta["key"]}}
     if P.get("combine_student"):
         model, tokenizer, meta = distillation.distil(student_params(P))
-        made["start"] = {"kind": "student", "key": meta["key"], "layers": meta["layers"]}
+        made["start"] = {"kind": "student", "key": meta["key"], "layers": meta["layers"],
+                         "unlabelled_langs": list(P.get("combine_unlabelled_langs") or [])}
     if P.get("combine_sparsity"):
         start = None if not P.get("combine_student") else (model, meta)
         model, _, tokenizer, meta = pruning.prune(pruning_params(P), start=start)
@@ -83,6 +89,7 @@ def quantized(P: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
 
 def technique(P: Params, variant: str, made: dict, info: dict) -> dict:
     return {"method": "combined", "student": int(P.combine_student) if P.get("combine_student") else None,
+            "unlabelled_langs": list(P.get("combine_unlabelled_langs") or []) if P.get("combine_student") else [],
             "sparsity": float(P.combine_sparsity) if P.get("combine_sparsity") else None,
             "group_size": int(P.combine_group_size), "quantization": "qat", "coverage": variant,
             "float_ops": list(info["settings"]["exclude"]), "made": made}

@@ -50,6 +50,7 @@ CHOICES: dict[str, tuple] = {
     "calibration_method": tuple(ptq.CALIBRATION),
     "quant_format": tuple(ptq.FORMATS),
     "prune_mode": pruning_config.MODES,
+    "prune_start": pruning_config.STARTS,
     "group_size": pruning_config.GROUP_SIZES,
     "combine_group_size": pruning_config.GROUP_SIZES,
     "precision": PRECISIONS,
@@ -71,7 +72,8 @@ POSITIVE_LISTS = ("batches", "seeds")
 INDEX_LISTS = ("student_layers",)  # lists of non-negative integers, null in the profiles
 LISTS_OF = {"langs": LANGUAGES, "eval_splits": SPLITS, "runtimes": RUNTIMES, "quant_methods": quant_pipeline.METHODS,
             "quant_exclude": ptq.EXCLUDABLE, "one_shot_methods": pruning_config.METHODS,
-            "unlabelled_langs": tuple(lang for lang in LANGUAGES if lang != "en")}
+            "unlabelled_langs": tuple(lang for lang in LANGUAGES if lang != "en"),
+            "combine_unlabelled_langs": tuple(lang for lang in LANGUAGES if lang != "en")}
 
 
 class Params(dict):

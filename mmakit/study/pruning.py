@@ -73,11 +73,17 @@ def selection_suffix(P: Params) -> str:
     return "-pertensor" if P.get("selection") == "per_tensor" else ""
 
 
+def from_pretrained(P: Params) -> bool:
+    """Whether the run prunes while fine-tuning the pre-trained encoder (`prune_start: pretrained`)."""
+    return P.get("prune_start") == "pretrained"
+
+
 def aggregate_name(P: Params) -> str:
-    """<model>-<method>-<percent>-<schedule>[-pertensor][-4block][-nokd][-<variant>]: the seed
-    aggregate's name (`variant` labels runs that change other settings, e.g. the schedule)."""
+    """<model>-<method>-<percent>-<schedule>[-pertensor][-4block][-nokd][-pretrained][-<variant>]: the
+    seed aggregate's name (`variant` labels runs that change other settings, e.g. the schedule)."""
     name = f"{P.model}-{P.method}-{round(100 * P.sparsity)}-{P.schedule}{selection_suffix(P)}"
     name += ("-4block" if int(P.group_size) == 4 else "") + ("" if P.get("kd") else "-nokd")
+    name += "-pretrained" if from_pretrained(P) else ""
     return name + (f"-{P.variant}" if P.get("variant") else "")
 
 
@@ -137,6 +143,16 @@ def prune(P: Params, start: tuple[PreTrainedModel, dict] | None = None
     return model, dense, tokenizer, load_meta(folder)
 
 
+def start_model(P: Params) -> tuple[PreTrainedModel, dict] | None:
+    """What a gradual run prunes: None for the fine-tuned baseline (03's default, as MMA and
+    oBERT prune), or for `prune_start: pretrained` the pre-trained encoder with a new head drawn
+    with the run's seed, pruned while it learns the task (as Sanh et al. prune with movement)."""
+    if not from_pretrained(P):
+        return None
+    model, _ = common.fresh_model(P, seed=P.seed)
+    return model, {"key": "pretrained", "source": P.model_spec().source}
+
+
 def onnx_zeros(path: str | Path) -> int:
     """Exact zeros among the float initializers of an ONNX graph: pruned weights survive export."""
     graph = onnx.load(str(path)).graph
@@ -168,7 +184,8 @@ def technique(P: Params, mode: str, method: str, sparsity: float, damp: float | 
                 "damp": float(P.obs_damp) if damp is None else damp}
     if mode == "gradual":
         out |= {"schedule": P.schedule, "initial_sparsity": float(P.initial_sparsity),
-                "pruning_steps": int(P.pruning_steps), "kd": bool(P.get("kd"))}
+                "pruning_steps": int(P.pruning_steps), "kd": bool(P.get("kd")),
+                "start": "pretrained" if from_pretrained(P) else "baseline"}
     if P.get("variant"):
         out["variant"] = P.variant
     return out
@@ -177,7 +194,7 @@ def technique(P: Params, mode: str, method: str, sparsity: float, damp: float | 
 def run_gradual(P: Params) -> dict:
     """Gradual pruning to `sparsity`: score all six sets, time dense vs pruned, write the record."""
     clock = common.RunClock()
-    model, dense, tokenizer, meta = prune(P)
+    model, dense, tokenizer, meta = prune(P, start_model(P))
     scored = common.score(P, common.eval_suite(P, tokenizer), torch_logits(model))
     dense_graph = Path(meta["baseline"]["checkpoint"]) / "model.onnx"  # written by 01_baselines, if it ran
     speed = deployed(P, {DENSE: dense, "pruned": model}, tokenizer, {DENSE: dense_graph})

@@ -18,6 +18,7 @@ from mmakit.techniques.pruning.scope import DEFAULT_SCOPE
 METHODS = ("obs", "magnitude", "movement", "random")  # random: the control
 GROUP_SIZES = (1, 4)  # unstructured, or blocks of 4 consecutive weights
 MODES = ("gradual", "one_shot")  # three stages with retraining, or one step from the dense model
+STARTS = ("baseline", "pretrained")  # gradual pruning of the fine-tuned model, or while fine-tuning the pre-trained one
 
 
 @dataclass(frozen=True)
