@@ -4,6 +4,9 @@ from __future__ import annotations
 import pytest
 
 from mmakit.report import pruning as report
+from mmakit.study import common
+from mmakit.study import pruning as study
+from mmakit.study.params import Params
 
 
 def record(method: str, seed: int, f1: float, selection: str = "global") -> dict:
@@ -26,16 +29,18 @@ def test_per_tensor_runs_are_labelled_and_read_against_the_same_random_control()
     assert "tiny random 90% cubic" not in gaps.index
 
 
-def test_a_variant_names_its_runs_and_rows(smoke):
-    from mmakit.study import pruning as study
-    from mmakit.study.params import Params
-
+def movement_run(smoke, **settings) -> tuple[Params, str, str]:
+    """A per-tensor movement run at 80% with `settings` on top: its parameters, name and table label."""
     P = Params(dict(smoke) | {"method": "movement", "sparsity": 0.8, "schedule": "cubic", "kd": True,
-                              "selection": "per_tensor", "variant": "from10", "seed": 42})
-    assert study.run_name(P) == "tiny-movement-80-cubic-pertensor-from10-s42"
+                              "selection": "per_tensor", "seed": 42} | settings)
     technique = study.technique(P, "gradual", "movement", 0.8)
-    assert report.label({"params": {"model": "tiny"}, "technique": technique}) == (
-        "tiny movement 80% cubic per-tensor (from10)")
+    return P, study.run_name(P), report.label({"params": {"model": "tiny"}, "technique": technique})
+
+
+def test_a_variant_names_its_runs_and_rows(smoke):
+    _, name, label = movement_run(smoke, variant="from10")
+    assert name == "tiny-movement-80-cubic-pertensor-from10-s42"
+    assert label == "tiny movement 80% cubic per-tensor (from10)"
 
 
 def test_the_paper_figures_take_globally_selected_runs_from_the_fine_tuned_model_only():
@@ -47,17 +52,10 @@ def test_the_paper_figures_take_globally_selected_runs_from_the_fine_tuned_model
 
 
 def test_a_run_from_the_pretrained_encoder_starts_there_and_says_so(smoke, tiny_finetuned):
-    from mmakit.study import common
-    from mmakit.study import pruning as study
-    from mmakit.study.params import Params
-
     assert study.start_model(smoke) is None  # the fine-tuned baseline, 03's default
-    P = Params(dict(smoke) | {"method": "movement", "sparsity": 0.8, "schedule": "cubic", "kd": True,
-                              "selection": "per_tensor", "prune_start": "pretrained", "seed": 42})
-    assert study.run_name(P) == "tiny-movement-80-cubic-pertensor-pretrained-s42"
-    technique = study.technique(P, "gradual", "movement", 0.8)
-    assert report.label({"params": {"model": "tiny"}, "technique": technique}) == (
-        "tiny movement 80% cubic per-tensor, from pretrained")
+    P, name, label = movement_run(smoke, prune_start="pretrained")
+    assert name == "tiny-movement-80-cubic-pertensor-pretrained-s42"
+    assert label == "tiny movement 80% cubic per-tensor, from pretrained"
     model, meta = study.start_model(P)
     pretrained, _ = common.fresh_model(P, seed=42)
     fine_tuned = tiny_finetuned[0]
