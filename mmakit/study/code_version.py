@@ -60,7 +60,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "prune-driver": (1, "22a60d98ee3034f9"),
     "distil-driver": (1, "8295ce09c8da95fb"),
     "quantize-driver": (1, "13ac53dfba3f69c1"),
-    "combined-driver": (1, "3c744f6b732cba7f"),
+    "combined-driver": (1, "4d916ddab56b39e4"),
 }
 _SHARED = ("fine-tune", "evaluate", "runtime", "drivers")
 NOTEBOOK_KINDS: dict[str, tuple[str, ...]] = {

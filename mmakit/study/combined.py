@@ -33,11 +33,16 @@ def pipeline_name(P: Params) -> str:
     if P.get("run_name"):
         return P.run_name
     name = P.model + (f"-L{int(P.combine_student)}-kd" if P.get("combine_student") else "")
-    if P.get("combine_student") and P.get("combine_unlabelled_langs"):
-        name += "-unlab_" + "_".join(P.combine_unlabelled_langs)
+    if unlabelled_langs(P):
+        name += "-unlab_" + "_".join(unlabelled_langs(P))
     if P.get("combine_sparsity"):
         name += f"-obs{round(100 * float(P.combine_sparsity))}" + ("-4block" if int(P.combine_group_size) == 4 else "")
     return name + "-q"
+
+
+def unlabelled_langs(P: Params) -> list[str]:
+    """The languages whose unlabelled sentences the pipeline's student was also taught on (beyond the paper)."""
+    return list(P.get("combine_unlabelled_langs") or []) if P.get("combine_student") else []
 
 
 def student_params(P: Params) -> Params:
@@ -46,7 +51,7 @@ def student_params(P: Params) -> Params:
     baseline's seed (the checkpoint 04 cached for that run)."""
     return Params(P | {"notebook": distillation.NOTEBOOK, "student_size": int(P.combine_student), "teacher": True,
                        "seed": P.baseline_seed, "student_layers": None, "student_model": None,
-                       "unlabelled_langs": list(P.get("combine_unlabelled_langs") or []), "intermediate": False,
+                       "unlabelled_langs": unlabelled_langs(P), "intermediate": False,
                        "run_name": None})
 
 
@@ -69,7 +74,7 @@ def float_model(P: Params, dense: PreTrainedModel, tokenizer: PreTrainedTokenize
     if P.get("combine_student"):
         model, tokenizer, meta = distillation.distil(student_params(P))
         made["start"] = {"kind": "student", "key": meta["key"], "layers": meta["layers"],
-                         "unlabelled_langs": list(P.get("combine_unlabelled_langs") or [])}
+                         "unlabelled_langs": unlabelled_langs(P)}
     if P.get("combine_sparsity"):
         start = None if not P.get("combine_student") else (model, meta)
         model, _, tokenizer, meta = pruning.prune(pruning_params(P), start=start)
@@ -89,7 +94,7 @@ def quantized(P: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
 
 def technique(P: Params, variant: str, made: dict, info: dict) -> dict:
     return {"method": "combined", "student": int(P.combine_student) if P.get("combine_student") else None,
-            "unlabelled_langs": list(P.get("combine_unlabelled_langs") or []) if P.get("combine_student") else [],
+            "unlabelled_langs": unlabelled_langs(P),
             "sparsity": float(P.combine_sparsity) if P.get("combine_sparsity") else None,
             "group_size": int(P.combine_group_size), "quantization": "qat", "coverage": variant,
             "float_ops": list(info["settings"]["exclude"]), "made": made}

@@ -70,10 +70,10 @@ POSITIVE = ("epochs", "lr", "batch_size", "max_length", "temperature", "threads"
 BOOLEANS = ("teacher", "intermediate", "kd")  # papermill -p gives "true"/"false" as text: read as booleans
 POSITIVE_LISTS = ("batches", "seeds")
 INDEX_LISTS = ("student_layers",)  # lists of non-negative integers, null in the profiles
+ZERO_SHOT_LANGS = tuple(lang for lang in LANGUAGES if lang != "en")
 LISTS_OF = {"langs": LANGUAGES, "eval_splits": SPLITS, "runtimes": RUNTIMES, "quant_methods": quant_pipeline.METHODS,
             "quant_exclude": ptq.EXCLUDABLE, "one_shot_methods": pruning_config.METHODS,
-            "unlabelled_langs": tuple(lang for lang in LANGUAGES if lang != "en"),
-            "combine_unlabelled_langs": tuple(lang for lang in LANGUAGES if lang != "en")}
+            "unlabelled_langs": ZERO_SHOT_LANGS, "combine_unlabelled_langs": ZERO_SHOT_LANGS}
 
 
 class Params(dict):
