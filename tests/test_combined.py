@@ -43,3 +43,21 @@ def test_a_student_taught_on_unlabelled_languages_names_and_labels_its_pipeline(
     plain = Params(P | {"combine_unlabelled_langs": []})
     assert combined.pipeline_name(plain) == "tiny-L6-kd-obs80-4block-q"
     assert combined.student_params(plain)["unlabelled_langs"] == []
+
+
+def _timed(run: str, mls: float, speedups: dict[int, float], unlabelled: list[str] | None = None) -> dict:
+    return {"notebook": "06_combined", "run": run, "technique": {"method": "combined", "unlabelled_langs": unlabelled},
+            "mls": {"test": mls}, "throughput": [{"runtime": "deepsparse", "batch": b, "status": "ok", "speedup": s}
+                                                   for b, s in speedups.items()]}
+
+
+def test_the_fastest_run_over_the_quality_line_is_found_per_batch_and_setting():
+    records = [_timed("slow-good", -0.20, {1: 2.0, 4: 2.5}), _timed("fast-bad", -0.60, {1: 9.0, 4: 9.0}),
+               _timed("mid", -0.30, {1: 3.0, 4: 2.0}), _timed("unlab", -0.25, {1: 5.0, 4: 5.5}, ["es", "nl"])]
+    assert summary.quality_line() == pytest.approx(-0.37)
+    table = summary.fastest_meeting(records)
+    assert table.loc[(1, "deepsparse", "zero-shot"), "run"] == "06 mid"
+    assert table.loc[(4, "deepsparse", "zero-shot"), "run"] == "06 slow-good"
+    assert table.loc[(4, "deepsparse", "beyond the paper"), "speedup"] == pytest.approx(5.5)
+    assert "06 fast-bad" not in set(table.run) and 8 not in table.index.get_level_values("batch")
+    assert summary.fastest_meeting(records, line=-0.1).empty
