@@ -39,3 +39,17 @@ def test_cubic_against_linear_and_missing_runs_stay_open():
     assert table.loc["A cubic sparsity schedule beats a linear one at the end", "verdict"] == "confirmed"
     assert table.loc["Pruning + QAT adds nothing beyond its parts", "verdict"] == "open"
     assert set(table["verdict"]) <= {"confirmed", "refuted", "open"}
+
+
+def test_pruning_plus_qat_is_judged_against_the_pruned_runs_seed_spread():
+    qat = {"notebook": "05_quantization", "run": "qat", "technique": {"method": "qat", "int8": True},
+           "mls": {"test": -0.13}, "mls_vs_fp32": {"test": -0.01}}
+
+    def combined(mls_test: float) -> dict:
+        return {"notebook": "06_combined", "run": "obs90-q", "mls": {"test": mls_test},
+                "technique": {"method": "combined", "coverage": "exclusions", "sparsity": 0.9}}
+
+    finding = "Pruning + QAT adds nothing beyond its parts"
+    parts = [BASELINE, pruned("obs", -0.41, 0.03, "cubic", 0.9), qat]
+    assert findings.findings(parts + [combined(-0.45)]).loc[finding, "verdict"] == "confirmed"  # 0.03 off, 2 sd 0.06
+    assert findings.findings(parts + [combined(-0.60)]).loc[finding, "verdict"] == "refuted"
