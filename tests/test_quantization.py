@@ -127,6 +127,26 @@ def test_qat_graph_computes_what_the_fake_quantized_model_computes(trained, fp32
     assert (int8.argmax(-1) == fake.argmax(-1)).mean() >= 0.99
 
 
+def test_linears_pruned_to_the_same_weights_each_find_their_matmul(trained, tmp_path):
+    """Global OBS at 90% can zero whole query and key projections: in one layer they read one
+    input (the graph may merge them into one MatMul), across layers they are told apart by bias."""
+    model = copy.deepcopy(trained[0])
+    layers = model.base_model.encoder.layer
+    zeroed = [layers[i].attention.self.query for i in (0, 1)] + [layers[0].attention.self.key]
+    with torch.no_grad():
+        for linear in zeroed:
+            linear.weight.zero_()
+    fp32 = export.export_onnx(model, trained[1], tmp_path / "zeroed.onnx")
+    graph = onnx.load(ptq.preprocess(fp32, tmp_path / "pre.onnx"))
+    plan = ptq.plan_nodes(graph, QuantSettings())
+    linears, _ = pipeline.match_modules(model, graph, plan)
+    node = {name.split("encoder.")[-1]: n for name, n in linears.items()}
+    assert node["layer.0.attention.self.query"].input[0] == node["layer.0.attention.self.key"].input[0]
+    assert node["layer.0.attention.self.query"].input[0] != node["layer.1.attention.self.query"].input[0]
+    assert {n.name for n in linears.values()} == {n.name for n in plan.matmuls if n.input[1] in
+                                                   {t.name for t in graph.graph.initializer}}
+
+
 def _half_pruned(model):
     """A copy with the smaller half (by magnitude) of every encoder Linear weight set to zero."""
     model = copy.deepcopy(model)

@@ -126,26 +126,50 @@ def _digest(array: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
 
 
+def _added_constants(graph: onnx.ModelProto, constants: dict[str, onnx.TensorProto]) -> dict[str, set[str]]:
+    """Per tensor, the digests of the constants an Add adds to it (a Linear's bias after its MatMul)."""
+    added: dict[str, set[str]] = {}
+    for node in graph.graph.node:
+        if node.op_type == "Add":
+            digests = {_digest(onnx.numpy_helper.to_array(constants[i])) for i in node.input if i in constants}
+            for i in node.input:
+                added.setdefault(i, set()).update(digests)
+    return added
+
+
 def match_modules(model: nn.Module, graph: onnx.ModelProto,
                   plan: NodePlan) -> tuple[dict[str, onnx.NodeProto], dict[str, onnx.NodeProto]]:
     """The Linear and Embedding modules behind the plan's int8 MatMuls and Gathers, by module name.
 
-    Matched by weight content (a MatMul's constant is the Linear's weight transposed, a
-    Gather's the embedding table), which holds whatever names the exporter gave the nodes.
+    Matched by content (a MatMul's constant is the Linear's weight transposed, a Gather's the
+    embedding table), which holds whatever names the exporter gave the nodes. Weights pruned to
+    the same content (e.g. all-zero query and key projections) are told apart by the bias added
+    after their MatMul; Linears that read one input with one weight share the MatMul the graph
+    optimizer merged them into.
     """
     constants = {t.name: t for t in graph.graph.initializer}
-    by_content = {_digest(onnx.numpy_helper.to_array(constants[n.input[1]])): n
-                  for n in plan.matmuls if n.input[1] in constants}
+    by_weight: dict[str, list[onnx.NodeProto]] = {}
+    for n in plan.matmuls:
+        if n.input[1] in constants:
+            by_weight.setdefault(_digest(onnx.numpy_helper.to_array(constants[n.input[1]])), []).append(n)
+    added = _added_constants(graph, constants)
     tables = {_digest(onnx.numpy_helper.to_array(constants[n.input[0]])): n for n in plan.gathers}
     linears, embeddings = {}, {}
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and (node := by_content.get(_digest(module.weight.detach().T.numpy()))):
-            linears[name] = node
+        if isinstance(module, nn.Linear):
+            found = by_weight.get(_digest(module.weight.detach().T.numpy()), [])
+            if len(found) > 1 and module.bias is not None:
+                bias = _digest(module.bias.detach().numpy())
+                found = [n for n in found if bias in added.get(n.output[0], set())]
+            if len(found) > 1:
+                raise RuntimeError(f"{name} matches {len(found)} MatMuls of the graph: they cannot be told apart")
+            if found:
+                linears[name] = found[0]
         elif isinstance(module, nn.Embedding) and (node := tables.get(_digest(module.weight.detach().numpy()))):
             embeddings[name] = node
-    missing = len(by_content) - len(linears)
-    if missing:
-        raise RuntimeError(f"{missing} int8 MatMuls of the graph match no Linear module of the model")
+    unmatched = sum(len(nodes) for nodes in by_weight.values()) - len({n.name for n in linears.values()})
+    if unmatched:
+        raise RuntimeError(f"{unmatched} int8 MatMuls of the graph match no Linear module of the model")
     return linears, embeddings
 
 
