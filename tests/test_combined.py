@@ -61,3 +61,13 @@ def test_the_fastest_run_over_the_quality_line_is_found_per_batch_and_setting():
     assert table.loc[(4, "deepsparse", "beyond the paper"), "speedup"] == pytest.approx(5.5)
     assert "06 fast-bad" not in set(table.run) and 8 not in table.index.get_level_values("batch")
     assert summary.fastest_meeting(records, line=-0.1).empty
+
+
+def test_a_runs_speedup_is_its_own_models_not_the_dense_reference_timed_beside_it():
+    record = _timed("student", -0.5, {4: 1.1})
+    record["throughput"] = [t | {"model": "student"} for t in record["throughput"]] + \
+        [{"runtime": "deepsparse", "batch": 4, "status": "ok", "speedup": 1.2, "model": "dense"}]
+    assert summary.speedup_at(record, "deepsparse") == pytest.approx(1.1)
+    assert summary.best_speedup(record, "deepsparse") == pytest.approx(1.1)
+    dense_only = {"throughput": [{"runtime": "deepsparse", "batch": 4, "status": "ok", "speedup": 1.2, "model": "dense"}]}
+    assert summary.speedup_at(dense_only, "deepsparse") == pytest.approx(1.2)

@@ -20,10 +20,17 @@ PAPER_TABLE_OF = {
 }
 
 
+def own_timings(record: dict) -> list[dict]:
+    """The run's timings of its own model: without the dense reference timed beside it (03 and 04
+    time both in one run), unless the dense model is all the run has."""
+    timed = [t for t in record.get("throughput") or [] if t.get("status") == "ok" and t.get("speedup") is not None]
+    own = [t for t in timed if t.get("model") != "dense"]
+    return own or timed
+
+
 def best_speedup(record: dict, runtime: str) -> float | None:
-    """The largest measured speedup of a run in `runtime` over its dense fp32 onnxruntime reference."""
-    ratios = [t["speedup"] for t in record.get("throughput", [])
-              if t.get("runtime") == runtime and t.get("status") == "ok" and t.get("speedup") is not None]
+    """The largest measured speedup of a run's model in `runtime` over its dense fp32 onnxruntime reference."""
+    ratios = [t["speedup"] for t in own_timings(record) if t.get("runtime") == runtime]
     return max(ratios) if ratios else None
 
 
@@ -88,8 +95,7 @@ def per_type_heatmap(frame: pd.DataFrame, title: str) -> go.Figure:
 
 def speedup_at(record: dict, runtime: str, batch: int = 4) -> float | None:
     """A run's measured speedup over dense fp32 onnxruntime in `runtime` at `batch`."""
-    found = [t["speedup"] for t in record.get("throughput") or [] if t.get("runtime") == runtime
-             and t.get("batch") == batch and t.get("status") == "ok" and t.get("speedup") is not None]
+    found = [t["speedup"] for t in own_timings(record) if t.get("runtime") == runtime and t.get("batch") == batch]
     return max(found) if found else None
 
 
