@@ -73,3 +73,21 @@ def test_every_experiment_file_resolves_and_names_the_record_it_writes():
                 assert pruning.run_name(P) == f"{P.model}-{stem}", (notebook, stem)
             if notebook == "06_combined":
                 assert combined.pipeline_name(P) == f"{P.model}-{stem}", (notebook, stem)
+
+
+def test_a_parameter_only_other_notebooks_read_leaves_a_record_current():
+    profile = params.load_profile("smoke")
+
+    def record(notebook: str, **changed) -> dict:
+        return {"profile": profile["profile"], "code_versions": code_version.versions_for(notebook),
+                "params": profile | {"experiment": "x"} | changed}
+
+    def current(notebook: str, **changed) -> bool:
+        return runner.is_current(record(notebook, **changed), runner.Job(notebook, "x", {"experiment": "x"}), "smoke")
+
+    assert current("01_baselines") and current("04_distillation")
+    assert "obs_damp" in runner.foreign_params("01_baselines")
+    assert current("01_baselines", obs_damp=1.0) and current("04_distillation", obs_damp=1.0)  # 03's setting
+    assert not current("03_obs", obs_damp=1.0) and not current("06_combined", obs_damp=1.0)  # 06 runs 03's OBS
+    assert not current("04_distillation", lr=1.0)  # the baseline's (01) setting
+    assert not current("02_heads", baseline_seed=7)  # every notebook starts from that baseline

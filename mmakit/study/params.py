@@ -36,7 +36,7 @@ from mmakit.techniques.quantization import ptq
 NOTEBOOKS_DIR = REPO / "notebooks"
 # what every notebook's models and scores depend on without each parameters cell naming it
 SHARED_PARAMETERS = ("models", "warmup_ratio", "weight_decay", "lr_schedule", "max_length", "eval_splits", "precision",
-                     "device")
+                     "device", "baseline_seed", "curve_eval_samples")
 PARAMS_ENV = "MMAKIT_PARAMS_DIR"
 PARAMS_DIR = REPO / "params"
 PROFILES = ("smoke", "quick", "paper")

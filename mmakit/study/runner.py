@@ -20,13 +20,16 @@ from pathlib import Path
 import yaml
 
 from mmakit.core.paths import REPO
-from mmakit.study.code_version import versions_for
-from mmakit.study.params import load_profile
+from mmakit.study.code_version import NOTEBOOK_KINDS, versions_for
+from mmakit.study.params import declared, load_profile
 from mmakit.study.records import read_records
 
 NOTEBOOKS_DIR = REPO / "notebooks"
 EXECUTED_DIR = REPO / "outputs" / "notebooks"
 EXPERIMENTS_DIR = REPO / "params" / "experiments"
+# the notebook whose parameters cell sets each technique's settings
+KIND_NOTEBOOK = {"baseline-driver": "01_baselines", "heads": "02_heads", "prune": "03_obs", "distil": "04_distillation",
+                 "quantize": "05_quantization"}
 ALWAYS_RUN = ("07_report",)  # reads every record: cheap, and stale as soon as any record changes
 # parameters that say where things are, not what a run computes
 LOCATION_PARAMS = ("results_dir", "cache_dir", "data_dir", "model_dir", "notebook", "fallback_data_dir")
@@ -83,18 +86,40 @@ def experiments(name: str) -> dict[str, dict]:
     return {p.stem: yaml.safe_load(p.read_text()) or {} for p in sorted((EXPERIMENTS_DIR / name).glob("*.yaml"))}
 
 
+def upstream(notebook: str) -> set[str]:
+    """The notebooks whose settings `notebook`'s records depend on: itself, 01 (every run starts
+    from its baseline) and those whose techniques it runs; every notebook for one not listed."""
+    if notebook not in NOTEBOOK_KINDS:
+        return set(available())
+    return {notebook, "01_baselines"} | {KIND_NOTEBOOK[k] for k in NOTEBOOK_KINDS[notebook] if k in KIND_NOTEBOOK}
+
+
+def foreign_params(notebook: str) -> set[str]:
+    """Parameters that only notebooks outside `notebook`'s upstream name in their parameters cells
+    (e.g. the pruning schedule for 01): a profile change in them leaves its records current.
+    A parameter no parameters cell names is never foreign."""
+    owners: dict[str, set[str]] = {}
+    for other in available():
+        for key in declared(other):
+            owners.setdefault(key, set()).add(other)
+    mine = upstream(notebook)
+    return {key for key, names in owners.items() if not names & mine}
+
+
 def is_current(record: dict, job: Job, profile: str) -> bool:
     """Whether `record` is what `job` would write now: same parameters where both define them
     (the profile's values overlaid with the experiment's), same code versions for every kind
     the notebook depends on that the record names (a kind added later, e.g. "distil", does not
-    make older records stale; nor does a change in a kind the notebook does not use)."""
+    make older records stale; nor does a change in a kind the notebook does not use, or in a
+    parameter only other notebooks read: `foreign_params`)."""
     versions, current = record.get("code_versions") or {}, versions_for(job.notebook)
     if not versions or any(versions[k] != v for k, v in current.items() if k in versions) or \
             record.get("profile") != load_profile(profile).get("profile"):
         return False
     expected = load_profile(profile) | job.values
     ran = record.get("params", {})
-    return all(ran.get(k) == v for k, v in expected.items() if k not in LOCATION_PARAMS and k in ran)
+    skip = set(LOCATION_PARAMS) | foreign_params(job.notebook)
+    return all(ran.get(k) == v for k, v in expected.items() if k not in skip and k in ran)
 
 
 def plan(profile: str, names: Sequence[str] | None = None, use_experiments: bool = True, force: bool = False,
