@@ -124,7 +124,7 @@ def teacher_keeps_languages(records: list[dict]) -> dict:
     verdicts = {s: judge(row["mean"], row["sd"]) for s, row in rows.iterrows()}
     overall = CONFIRMED if set(verdicts.values()) == {CONFIRMED} else (
         REFUTED if REFUTED in verdicts.values() else OPEN)
-    detail = "; ".join(f"{s}: {row['mean']:+.3f} (sd {row['sd']:.3f} over {row['pairs']} pairs)" if row["sd"] is not None
+    detail = "; ".join(f"{s}: {row['mean']:+.3f} (sd {row['sd']:.3f} over {int(row['pairs'])} pairs)" if row["sd"] is not None
                        else f"{s}: {row['mean']:+.3f} (one pair)" for s, row in rows.iterrows())
     return {"finding": "A teacher keeps multilinguality", "verdict": overall, "evidence": f"test mls, teacher minus none: {detail}"}
 
