@@ -53,3 +53,16 @@ def test_pruning_plus_qat_is_judged_against_the_pruned_runs_seed_spread():
     parts = [BASELINE, pruned("obs", -0.41, 0.03, "cubic", 0.9), qat]
     assert findings.findings(parts + [combined(-0.45)]).loc[finding, "verdict"] == "confirmed"  # 0.03 off, 2 sd 0.06
     assert findings.findings(parts + [combined(-0.60)]).loc[finding, "verdict"] == "refuted"
+
+
+def test_quantization_is_judged_by_the_spread_of_its_effect_over_baseline_seeds():
+    def quantized(method: str, change: float) -> dict:
+        return {"notebook": "05_quantization", "run": f"{method}{change}", "technique": {"method": method, "int8": True},
+                "mls": {"test": -0.12 + change}, "mls_vs_fp32": {"test": change}}
+
+    finding = "Quantization barely touches mls"
+    verdict = lambda *changes: findings.findings([BASELINE, *(quantized("static", c) for c in changes)]).loc[finding, "verdict"]
+    assert verdict(-0.003) == "confirmed"  # one seed: within 2 sd of the baseline (0.004)
+    assert verdict(-0.006) == "refuted"
+    assert verdict(-0.006, 0.004, 0.0) == "confirmed"  # the effect scatters around zero over seeds
+    assert verdict(-0.006, -0.007, -0.005) == "refuted"  # a consistent loss
