@@ -52,7 +52,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "distil": (1, "c40db9782ae4f21b"),
     "evaluate": (1, "37c06c7629661c46"),
     "heads": (1, "6a6835d008a6faa8"),
-    "quantize": (1, "648b7514d213948f"),
+    "quantize": (1, "4afa7bc090ea688b"),
     "runtime": (1, "bbd19f559af3750b"),
     "drivers": (1, "7a067cefe07614af"),
     "baseline-driver": (1, "3c917954376c72ee"),

@@ -152,7 +152,8 @@ def match_modules(model: nn.Module, graph: onnx.ModelProto,
     for n in plan.matmuls:
         if n.input[1] in constants:
             by_weight.setdefault(_digest(onnx.numpy_helper.to_array(constants[n.input[1]])), []).append(n)
-    added = _added_constants(graph, constants)
+    # only weights pruned to the same content need their biases told apart
+    added = _added_constants(graph, constants) if any(len(nodes) > 1 for nodes in by_weight.values()) else {}
     tables = {_digest(onnx.numpy_helper.to_array(constants[n.input[0]])): n for n in plan.gathers}
     linears, embeddings = {}, {}
     for name, module in model.named_modules():
