@@ -10,12 +10,14 @@ ifneq ($(wildcard $(SHARED)/data),)
 export MMAKIT_DATA_DIR ?= $(abspath $(SHARED)/data)
 endif
 
-.PHONY: help setup deepsparse sparseml model study test report images
+.PHONY: help setup lock deepsparse sparseml model study test test-fast report images
 
 help:
 	@echo "make study   set up, build the offline model, run every notebook on the quick profile"
-	@echo "make test    set up and run the test suite (smoke profile, 1 thread)"
-	@echo "make setup   the main virtual environment only ($(VENV))"
+	@echo "make test    set up and run the test suite (smoke profile, 1 thread): what CI runs"
+	@echo "make test-fast   unit tests only: no notebooks, no side environments (about 2 minutes)"
+	@echo "make setup   the main virtual environment only ($(VENV)), at the versions locked in constraints.txt"
+	@echo "make lock    refresh constraints.txt to the newest versions that install (records made before go stale)"
 	@echo "make deepsparse   deepsparse's own environment (.venv-deepsparse)"
 	@echo "make sparseml     sparseml's own environment (.venv-sparseml), for the OBS cross-check"
 	@echo "make report  render the executed notebooks (outputs/notebooks) to HTML in outputs/html"
@@ -23,13 +25,25 @@ help:
 	@echo "python -m mmakit run --list   the study's papermill commands, and which are current"
 	@echo "variables: PROFILE=$(PROFILE) NOTEBOOKS='03 05' MMAKIT_DATA_DIR=$(MMAKIT_DATA_DIR)"
 
-$(VENV)/.installed: pyproject.toml
+TORCH := $(shell sed -n 's/^torch==//p' constraints.txt)
+EXTRAS := .[notebooks,test,images]
+
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0   # first: the CPU wheel, before anything can pull a CUDA build
-	$(PY) -m pip install -q -e ".[notebooks,test,images]"
+	$(PY) -m pip install -q torch==$(TORCH)   # first: the CPU wheel, before anything can pull a CUDA build
+	$(PY) -m pip install -q -c constraints.txt -e "$(EXTRAS)"
 	touch $@
 
 setup: $(VENV)/.installed
+
+# A fresh environment at the newest versions pyproject.toml allows, frozen into constraints.txt.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q torch==$(TORCH)
+	.venv-lock/bin/python -m pip install -q -e "$(EXTRAS)"
+	{ sed -n '1,/^# ---/p' constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable \
+		| sed 's/+cpu$$//'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock
 
 deepsparse: setup
 	-$(PY) -m mmakit setup-deepsparse   # optional: without it, speed tables show onnxruntime only
@@ -56,3 +70,6 @@ images:
 
 test: setup deepsparse sparseml
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not notebook and not deepsparse and not sparseml"

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from mmakit.core.alignment import tokenize_dataset
 from mmakit.core.paths import write_json_atomic
@@ -49,14 +48,12 @@ def saliency_mask(fisher, weights: dict, sparsity: float) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick", help="smoke | quick | paper, or a YAML path (default quick)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both builds (default 2)")
-    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="a parameter override (YAML value), e.g. -p num_grads 64 -p obs_block_size 16")
+    params.add_cli_options(parser, "-p num_grads 64 -p obs_block_size 16")
     parser.add_argument("--out", default=None, help="JSON output (default <results>/bench/fisher_build.json)")
     args = parser.parse_args(argv)
     started, t0 = now(), time.perf_counter()
-    P = params.resolve({**{k: yaml.safe_load(v) for k, v in args.param}, "profile": args.profile}, "03_obs")
+    P = params.from_cli(args, "03_obs")
     common.setup(P)
     model, tokenizer, _ = common.fine_tuned(P)
     train = tokenize_dataset(common.english_train(P), tokenizer, P.max_length)

@@ -1,6 +1,11 @@
 """The package's layers import downward only (core < runtime < techniques < study < report),
 its modules form no import cycle, and every cached artefact's code version is confirmed."""
 import ast
+import glob
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,3 +80,50 @@ def test_code_version_is_confirmed_for_the_current_sources(kind):
         f"mmakit/study/code_version.py (cached artefacts are rebuilt, records become stale); either way record the "
         f"new hash {code_version.sources_hash(kind)!r} there."
     )
+
+
+SAMPLE = '''"""Module doc."""
+x = 1  # a comment
+
+
+def f(a, b=2):
+    """Function doc,
+    two lines."""
+
+    return f"a {a!r} {f'{x:>{b}}'} b" + 'c'
+'''
+
+
+def test_the_code_hash_ignores_comments_docstrings_and_blank_lines_only():
+    tokens = code_version.normalised_tokens
+    reworded = SAMPLE.replace("Function doc", "What f does").replace("# a comment", "# another").replace("\n\n\n", "\n\n")
+    assert tokens(reworded) == tokens(SAMPLE)
+    assert tokens(SAMPLE.replace("b=2", "b=3")) != tokens(SAMPLE)
+    assert tokens(SAMPLE.replace("{a!r}", "{a}")) != tokens(SAMPLE)  # inside an f-string
+    assert 'STRING f"a {a!r} {f\'{x:>{b}}\'} b"' in tokens(SAMPLE)  # one token, nested f-string and all
+
+
+def _interpreters() -> list[str]:
+    """Python 3.11-3.13 interpreters on this machine (pyenv's or on PATH) that start."""
+    found = {shutil.which(f"python3.{m}") for m in (11, 12, 13)}
+    found |= set(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[123].*/bin/python")))
+    ok = []
+    for path in sorted(p for p in found if p):
+        run = subprocess.run([path, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        if run.returncode == 0:
+            ok.append(path)
+    return ok
+
+
+def test_the_code_hash_is_the_same_on_every_supported_python():
+    """`ast.dump`'s text changed between 3.11, 3.12 and 3.13; the token hash must not."""
+    pythons = _interpreters()
+    if len(pythons) < 2:
+        pytest.skip("fewer than two of Python 3.11-3.13 on this machine")
+    script = ("import json, runpy, sys; m = runpy.run_path(sys.argv[1]); "
+              "print(json.dumps({k: m['sources_hash'](k) for k in m['SOURCES']}))")
+    hashes = {}
+    for path in pythons:
+        out = subprocess.run([path, "-c", script, code_version.__file__], capture_output=True, text=True, check=True)
+        hashes[path] = json.loads(out.stdout)
+    assert len({json.dumps(h, sort_keys=True) for h in hashes.values()}) == 1, hashes

@@ -25,6 +25,7 @@ from mmakit.techniques.pruning import (
     sparsity_schedule,
 )
 from mmakit.techniques.distillation import KDConfig, WordKDHook, WordTeacher
+from mmakit.techniques.pruning.gradients import GradientSource
 from mmakit.techniques.pruning.magnitude import MagnitudePruner
 from mmakit.techniques.pruning.movement import MovementPruner
 from mmakit.techniques.pruning.random_pruning import RandomPruner
@@ -299,16 +300,33 @@ def test_obs_beats_magnitude_one_shot_on_a_least_squares_problem():
         assert loss(w_obs.detach()) < 0.5 * loss(w_mag.detach()), sparsity
 
 
+def fisher_scale(model: nn.Module, source: GradientSource) -> float:
+    """The mean diagonal of the empirical Fisher over the prunable weights, (1/m) sum_i g_i^2, from
+    the gradients OBS's first step takes from `source`."""
+    masks = Masks(prunable_weights(model))
+    total = torch.zeros((), dtype=torch.float64)
+    source.each(model, masks, 0, lambda grads: total.add_(sum(g.double().pow(2).sum() for g in grads)))
+    return float(total) / (source.count * masks.total)
+
+
 def test_obs_beats_magnitude_one_shot_on_the_fine_tuned_tiny_model(tiny, smoke):
+    """At a damp where the Fisher dominates, 1e-2 times its mean diagonal (degeneracy 0.60), OBS
+    raises the loss over the dense model's a third as much as magnitude pruning does at 70%
+    (measured: +0.00036 vs +0.00109, ratio 3.0-3.1 over three gradient draws; 2.8-3.0 at 1e-3).
+    Not at the default damp 1e-7: it is ~300 times this model's mean diagonal (3.4e-10), the
+    degeneracy is 0.999 and OBS ranks like magnitude (losses 0.04% apart at 50% and 70%). At
+    50% both move the loss by 1-2e-4 only, so no ordering is asserted there."""
     model, tokenizer, train = tiny
     pad = tokenizer.pad_token_id
-    cfg = PruningConfig(method="obs", num_grads=64, grad_batch=8, obs_block_size=16)
-    for sparsity in (0.5, 0.7):
-        by_obs, by_magnitude = copy.deepcopy(model), copy.deepcopy(model)
-        one_shot(by_obs, make_pruner(cfg, train, pad, 0), sparsity, cfg.scope)
-        one_shot(by_magnitude, MagnitudePruner(), sparsity, cfg.scope)
-        assert scope_zeros(by_obs) == scope_zeros(by_magnitude)
-        assert mean_loss(by_obs, train, pad) < mean_loss(by_magnitude, train, pad), sparsity
+    source = GradientSource(train, pad, 64, 8, 0)
+    cfg = PruningConfig(method="obs", num_grads=64, grad_batch=8, obs_block_size=16,
+                        obs_damp=1e-2 * fisher_scale(model, source))
+    by_obs, by_magnitude = copy.deepcopy(model), copy.deepcopy(model)
+    one_shot(by_obs, make_pruner(cfg, train, pad, 0), 0.7, cfg.scope)
+    one_shot(by_magnitude, MagnitudePruner(), 0.7, cfg.scope)
+    assert scope_zeros(by_obs) == scope_zeros(by_magnitude)
+    dense = mean_loss(model, train, pad)
+    assert mean_loss(by_magnitude, train, pad) - dense > 1.5 * (mean_loss(by_obs, train, pad) - dense)
 
 
 @pytest.mark.parametrize("group", [1, 4])

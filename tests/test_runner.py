@@ -26,6 +26,13 @@ def test_jobs_follow_the_notebook_order_with_one_per_experiment_file(experiments
     assert "-p experiment tiny-s42" in listed
 
 
+
+def test_only_keeps_the_named_experiments(experiments, tmp_path):
+    (experiments / "03_obs" / "b-80.yaml").write_text("method: magnitude\n")
+    jobs = runner.plan("smoke", None, results_dir=tmp_path / "none", only=["b-*", "tiny-s42"])
+    assert [j.label for j in jobs] == ["01_baselines/tiny-s42", "03_obs/b-80"]
+
+
 @pytest.mark.notebook
 def test_a_finished_experiment_is_skipped_until_forced_or_its_code_changes(experiments, work_dirs, tmp_path, monkeypatch):
     dirs = {k: str(v) for k, v in work_dirs.items()} | {"results_dir": str(tmp_path / "results")}
@@ -72,7 +79,7 @@ def test_every_experiment_file_resolves_and_names_the_record_it_writes():
             if notebook == "03_obs" and P.prune_mode == "gradual":
                 assert pruning.run_name(P) == f"{P.model}-{stem}", (notebook, stem)
             if notebook == "06_combined":
-                assert combined.pipeline_name(P) == f"{P.model}-{stem}", (notebook, stem)
+                assert combined.record_names(P, "exclusions")[0] == f"{P.model}-{stem}", (notebook, stem)
 
 
 def test_a_parameter_only_other_notebooks_read_leaves_a_record_current():
@@ -91,3 +98,34 @@ def test_a_parameter_only_other_notebooks_read_leaves_a_record_current():
     assert not current("03_obs", obs_damp=1.0) and not current("06_combined", obs_damp=1.0)  # 06 runs 03's OBS
     assert not current("04_distillation", lr=1.0)  # the baseline's (01) setting
     assert not current("02_heads", baseline_seed=7)  # every notebook starts from that baseline
+
+
+def test_a_record_made_with_other_library_versions_is_stale_and_flagged(experiments, tmp_path):
+    """The record names what made it; a checkpoint's cache key names the training libraries."""
+    from mmakit.report import summary
+    from mmakit.study import provenance
+    from mmakit.study.records import make_record, write_record
+
+    job = runner.plan("smoke", ["03"], results_dir=tmp_path)[0]
+    record = make_record(notebook="03_obs", run="a", profile="smoke", model="tiny", technique={"method": "magnitude"},
+                         params=params.load_profile("smoke") | {"experiment": "a", "method": "magnitude"}, f1={}, mls={},
+                         started="2026-01-01T00:00:00+00:00", seconds=1.0)
+    assert runner.is_current(record, job, "smoke") and summary.other_stack(record) == ""
+    installed = provenance.library_versions()["transformers"]
+    older = record | {"env": record["env"] | {"transformers": "5.0.0"}}
+    assert not runner.is_current(older, job, "smoke")
+    assert summary.other_stack(older) == f"transformers 5.0.0 (installed {installed})"
+    write_record(older, tmp_path)
+    assert summary.summary([older])["other libraries"].iloc[0].startswith("transformers 5.0.0")
+    assert set(provenance.training_libraries()) == {"torch", "transformers", "accelerate"}
+
+
+def test_a_checkpoint_made_with_other_training_libraries_is_not_reused(smoke, monkeypatch):
+    from mmakit.core.train import TrainConfig
+    from mmakit.study import cache, common, provenance
+
+    train, cfg = common.english_train(smoke), TrainConfig(epochs=1)
+    key = cache.cache_key(smoke.model_spec(), train, cfg, smoke.max_length)
+    assert cache.cache_key(smoke.model_spec(), train, cfg, smoke.max_length) == key
+    monkeypatch.setattr(provenance, "library_versions", lambda: {"torch": "0", "transformers": "0", "accelerate": "0"})
+    assert cache.cache_key(smoke.model_spec(), train, cfg, smoke.max_length) != key

@@ -18,14 +18,17 @@ from mmakit.core.models import ModelSpec, source_fingerprint
 from mmakit.core.paths import atomic_path, cache_root
 from mmakit.core.train import TrainConfig, TrainHooks, TrainLog, fine_tune
 from mmakit.study.code_version import code_version
+from mmakit.study.provenance import training_libraries
 
 
 def cache_key(spec: ModelSpec, train: Dataset, cfg: TrainConfig, max_length: int, extra: dict | None = None,
               kind: str = "fine-tune") -> str:
     """A short hash of model source, training data content, training settings, the version of
-    the code that produces this kind of artefact, and any extras."""
+    the code that produces this kind of artefact, the versions of the libraries training depends
+    on (another torch or transformers retrains rather than reuses), and any extras."""
     payload = {
         "code": code_version(kind),
+        "libraries": training_libraries(),
         "model": source_fingerprint(spec),
         "data": data_mod.fingerprint(train),
         "labels": data_mod.LABELS,

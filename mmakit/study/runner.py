@@ -10,10 +10,11 @@ they are current: same parameters as the experiment resolves to now, same code v
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import yaml
 
 from mmakit.core.paths import REPO
 from mmakit.study.code_version import NOTEBOOK_KINDS, versions_for
-from mmakit.study.params import declared, load_profile
+from mmakit.study.params import check_names, coerce, declared, load_profile
+from mmakit.study.provenance import library_mismatches
 from mmakit.study.records import read_records
 
 NOTEBOOKS_DIR = REPO / "notebooks"
@@ -31,8 +33,12 @@ EXPERIMENTS_DIR = REPO / "params" / "experiments"
 KIND_NOTEBOOK = {"baseline-driver": "01_baselines", "heads": "02_heads", "prune": "03_obs", "distil": "04_distillation",
                  "quantize": "05_quantization"}
 ALWAYS_RUN = ("07_report",)  # reads every record: cheap, and stale as soon as any record changes
+# executed notebooks are records of a run: no progress bars, library chatter or warnings in them
+# (tqdm reads TQDM_* when the kernel imports it; interactive JupyterLab keeps its progress bars)
+QUIET_KERNEL = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+                "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "PYTHONWARNINGS": "ignore"}
 # parameters that say where things are, not what a run computes
-LOCATION_PARAMS = ("results_dir", "cache_dir", "data_dir", "model_dir", "notebook", "fallback_data_dir")
+LOCATION_PARAMS = ("results_dir", "cache_dir", "data_dir", "model_dir", "notebook", "fallback_data_dir", "generic_text_dir")
 
 
 class NotebookFailed(RuntimeError):
@@ -82,8 +88,14 @@ def select(names: Sequence[str] | None) -> list[str]:
 
 
 def experiments(name: str) -> dict[str, dict]:
-    """The experiment files of a notebook (params/experiments/<notebook>/*.yaml) by stem."""
-    return {p.stem: yaml.safe_load(p.read_text()) or {} for p in sorted((EXPERIMENTS_DIR / name).glob("*.yaml"))}
+    """The experiment files of a notebook (params/experiments/<notebook>/*.yaml) by stem; a key
+    that is no parameter fails, naming the file and the closest parameter."""
+    found = {}
+    for path in sorted((EXPERIMENTS_DIR / name).glob("*.yaml")):
+        values = yaml.safe_load(path.read_text()) or {}
+        check_names(values, _from_repo(path))
+        found[path.stem] = {k: coerce(k, v) for k, v in values.items()}
+    return found
 
 
 def upstream(notebook: str) -> set[str]:
@@ -111,10 +123,11 @@ def is_current(record: dict, job: Job, profile: str) -> bool:
     (the profile's values overlaid with the experiment's), same code versions for every kind
     the notebook depends on that the record names (a kind added later, e.g. "distil", does not
     make older records stale; nor does a change in a kind the notebook does not use, or in a
-    parameter only other notebooks read: `foreign_params`)."""
+    parameter only other notebooks read: `foreign_params`), and the same versions of the
+    libraries that move numbers (`library_mismatches`)."""
     versions, current = record.get("code_versions") or {}, versions_for(job.notebook)
     if not versions or any(versions[k] != v for k, v in current.items() if k in versions) or \
-            record.get("profile") != load_profile(profile).get("profile"):
+            record.get("profile") != load_profile(profile).get("profile") or library_mismatches(record.get("env") or {}):
         return False
     expected = load_profile(profile) | job.values
     ran = record.get("params", {})
@@ -123,12 +136,17 @@ def is_current(record: dict, job: Job, profile: str) -> bool:
 
 
 def plan(profile: str, names: Sequence[str] | None = None, use_experiments: bool = True, force: bool = False,
-         results_dir: str | Path | None = None) -> list[Job]:
+         results_dir: str | Path | None = None, only: Sequence[str] | None = None) -> list[Job]:
     """The jobs of a study run in order, each marked `current` when its records are up to date
-    (never with `force`, never for notebooks in ALWAYS_RUN)."""
+    (never with `force`, never for notebooks in ALWAYS_RUN); `only`: experiment names or
+    shell patterns (e.g. `obs-80-*`) to keep."""
     jobs = []
     for name in select(names):
         files = experiments(name) if use_experiments else {}
+        if only:
+            files = {stem: v for stem, v in files.items() if any(fnmatch.fnmatchcase(stem, pattern) for pattern in only)}
+            if not files:
+                continue
         batch = [Job(name, stem, values) for stem, values in files.items()] or [Job(name, None)]
         records = read_records(results_dir, name)
         for job in batch:
@@ -174,16 +192,21 @@ def run_notebooks(
     out_dir: str | Path | None = None,
     use_experiments: bool = False,
     force: bool = False,
+    only: Sequence[str] | None = None,
+    on_done: Callable[[Job, Path], None] | None = None,
 ) -> list[Path]:
     """Execute the planned jobs with `profile` (plus extra parameters), skipping current ones;
-    stop at the first failure. Returns the executed notebooks written."""
+    stop at the first failure. `on_done(job, executed notebook)` is called after each job (e.g.
+    to commit its records, so an interrupted study keeps every finished run). Returns the
+    executed notebooks written."""
     import papermill as pm
 
     out = Path(out_dir or EXECUTED_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TQDM_MININTERVAL", "30")  # executed notebooks keep a progress line per 30 s, not thousands
+    for key, value in QUIET_KERNEL.items():  # the kernel inherits them; set one beforehand to keep its output
+        os.environ.setdefault(key, value)
     results_dir = (parameters or {}).get("results_dir")
-    todo = plan(profile, names, use_experiments, force, results_dir)
+    todo = plan(profile, names, use_experiments, force, results_dir, only)
     written, start_all = [], time.perf_counter()
     for i, job in enumerate(todo, 1):
         if job.current:
@@ -202,4 +225,6 @@ def run_notebooks(
         print(f"    done in {time.perf_counter() - start:.0f} s (study so far {time.perf_counter() - start_all:.0f} s)",
               flush=True)
         written.append(target)
+        if on_done:
+            on_done(job, target)
     return written

@@ -1,10 +1,11 @@
 """Cross-check of our OBS (oBERT) pruning against SparseML's OBSPruningModifier, the reference
 implementation of oBERT, on a tiny BERT token classifier both environments build identically.
 
-The model (2 layers, hidden 64) is fine-tuned here for a few hundred seeded steps on a synthetic
-tagging task whose labels depend on the previous token, so attention matters. Then, from the
-same dense weights, it is pruned one-shot at each damp to each sparsity twice, with the same m,
-B, damp and the same gradient mini-batches:
+The model (2 layers, hidden 64) starts from weights drawn from its own seeded numpy generator
+(not torch's global one, nor a transformers version's init order) and is fine-tuned for 450
+seeded steps on a synthetic tagging task whose labels depend on the previous token, so
+attention matters. Then, from the same dense weights, it is pruned one-shot at each damp to
+each sparsity twice, with the same m, B, damp and the same gradient mini-batches:
   - ours: `fisher_inverse` over a `GradientSource` (its batches are recorded as they are used),
     then `obs_prune`;
   - SparseML: the recorded batches fed to its GradSampler, through a recipe with one
@@ -13,12 +14,17 @@ Both apply the OBS weight update. The record gives, per (damp, sparsity), the ov
 pruned sets (|pruned by both| / |pruned by ours|, globally and per tensor), the held-out loss of
 the dense model and of both pruned ones, and how far apart the two weight updates are.
 
-Why several damps: the check says something about the Fisher only where the damp does not
-dominate it. At 1e-7 this model's degeneracy (median of damp * [F^-1]_jj) is 0.83 and OBS
-differs from magnitude pruning in only 3-3.5% of the pruned set; at the low default damp, 1e-9
-(the study's own; its real model reads 0.64-0.71 there), it is 0.47 and OBS differs from
-magnitude in 7-9%. The gradients are computed afresh for each damp's Fisher, from the same
-mini-batches (checked).
+Damps relative to the Fisher: an absolute damp means nothing across models, since the Fisher's
+scale follows where training lands (its mean diagonal is 0.9-9e-6 for seeds 0-5 here, and
+falls 9-450 fold with 150 more steps), and a fixed damp that suits one run drowns the Fisher
+of another (with the former fixed damps, 1e-7 and 1e-9, other seeds read degeneracies of
+0.98-1.0). So each damp is a multiple of the Fisher's mean diagonal (`fisher_scale`, from the
+same m mini-batches), and the one absolute number it gives goes to both sides (the record
+keeps both). Why two: the check says something about the Fisher only where the damp does not
+dominate it. At 0.1 x the mean diagonal this model's degeneracy (median of damp * [F^-1]_jj)
+is 0.91-0.98 for seeds 0-5 and OBS differs from magnitude pruning in 0.7-2.2% of the pruned
+set; at 1e-4 it is 0.40-0.80 and OBS differs from magnitude in 2.6-11%. The gradients are
+computed afresh for each damp's Fisher, from the same mini-batches (checked).
 
 What was matched by reading SparseML 1.8.0's source (modifier_pruning_obs.py, mask_creator.py,
 mask_params.py, utils/sparsification.py) is listed in CONVENTIONS and goes into the record.
@@ -28,9 +34,12 @@ from __future__ import annotations
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
 import torch
 from datasets import Dataset
 from torch import nn
@@ -46,9 +55,8 @@ from mmakit.techniques.pruning.gradients import GradientSource
 
 RECORD = Path("bench") / "sparseml_obs_check.json"
 PAD = 0
-# The low damp: this model's degeneracy with our code is 0.83 at 1e-7, 0.66 at 1e-8, 0.47 at 1e-9,
-# 0.27 at 1e-10; 1e-9 is the highest of these below 0.5, and the study's own damp.
-DAMP_LOW = 1e-9
+T = TypeVar("T")
+DAMP_FORMAT = ".6e"  # how a recipe writes the damp; the absolute damp is rounded to it, so both sides get one number
 
 CONVENTIONS = {
     "fisher": "same: F = damp I + (1/m) sum_i g_i g_i^T, F^-1 from I / damp by per-gradient Sherman-Morrison with "
@@ -83,13 +91,14 @@ class CheckConfig:
     max_len: int = 24
     train_sentences: int = 2048
     heldout_sentences: int = 256
-    train_steps: int = 600
+    init_std: float = 0.02  # BERT's initializer_range
+    train_steps: int = 450
     train_batch: int = 16
     lr: float = 3e-3
     num_grads: int = 64  # m
     grad_batch: int = 8
     block_size: int = 50  # B
-    damps: tuple[float, ...] = (1e-7, DAMP_LOW)
+    relative_damps: tuple[float, ...] = (1e-1, 1e-4)  # multiples of the Fisher's mean diagonal (fisher_scale)
     sparsities: tuple[float, ...] = (0.5, 0.7)
     chunk_blocks: int = 2048
     seed: int = 0
@@ -120,14 +129,38 @@ def synthetic_task(cfg: CheckConfig, count: int, seed: int) -> Dataset:
     return Dataset.from_dict(rows)
 
 
+def initial_value(name: str, shape: torch.Size, rng: np.random.Generator, std: float) -> torch.Tensor:
+    """BERT's initialisation of parameter `name`, drawn from `rng`: LayerNorm weights 1, biases 0,
+    every other weight (embeddings, linear layers) N(0, std^2)."""
+    if name.endswith("LayerNorm.weight"):
+        return torch.ones(shape)
+    if name.endswith(".bias"):
+        return torch.zeros(shape)
+    return torch.from_numpy(rng.normal(0.0, std, tuple(shape)).astype(np.float32))
+
+
 def tiny_model(cfg: CheckConfig) -> BertForTokenClassification:
-    torch.manual_seed(cfg.seed)
-    return BertForTokenClassification(BertConfig(**bert_config(cfg)))
+    """The tiny BERT with every parameter set from numpy's generator seeded with `cfg.seed`, drawn in
+    sorted-name order: the starting weights do not depend on torch's global generator, nor on the
+    order or the scheme in which a transformers version initialises its modules."""
+    model = BertForTokenClassification(BertConfig(**bert_config(cfg)))
+    rng = np.random.default_rng(cfg.seed)
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in sorted(parameters):
+            parameters[name].copy_(initial_value(name, parameters[name].shape, rng, cfg.init_std))
+    return model
 
 
 def fine_tune(model: nn.Module, train: Dataset, cfg: CheckConfig) -> list[float]:
-    """`cfg.train_steps` AdamW steps on length-grouped batches; the loss of every step."""
-    torch.manual_seed(cfg.seed)
+    """`cfg.train_steps` AdamW steps on length-grouped batches (seeded; nothing else is drawn: no
+    dropout); the loss of every step.
+
+    450 steps: the task is learned suddenly, by step 241-351 for seeds 0-5 (first step where the
+    mean loss of the last 20 falls below 0.1; chance is ln 5 = 1.61), so 450 leaves each seed
+    100 steps or more past it (held-out loss 0.002-0.09) while the gradients still carry weight:
+    the Fisher's mean diagonal is 0.9-9e-6 at step 450 but 0.2-1.9e-7 at 600, where the model is
+    so sure of every tag that few weights carry all the gradient."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     lengths = [len(x) for x in train["input_ids"]]
     batches: list[list[int]] = []
@@ -178,61 +211,99 @@ def obs_recipe(params: list[str], sparsity: float, damp: float, cfg: CheckConfig
         "    leave_enabled: true",
         "    mask_type: unstructured",
         f"    num_grads: {cfg.num_grads}",
-        f"    damp: {damp:.6e}",
+        f"    damp: {damp:{DAMP_FORMAT}}",
         f"    fisher_block_size: {cfg.block_size}",
         "    num_recomputations: 1",
         "",
     ])
 
 
-def key(damp: float, sparsity: float) -> str:
-    """The name of one (damp, sparsity) run: its recipe's and SparseML's seconds' key, e.g. "1e-07/0.5"."""
-    return f"{damp:g}/{sparsity:g}"
+def key(relative_damp: float, sparsity: float) -> str:
+    """The name of one (relative damp, sparsity) run: its recipe's and SparseML's seconds' key, e.g. "0.0001/0.5"."""
+    return f"{relative_damp:g}/{sparsity:g}"
 
 
-def ours(model: nn.Module, dense: dict[str, torch.Tensor], train: Dataset, cfg: CheckConfig
-         ) -> tuple[dict[str, dict[str, torch.Tensor]], list[dict[str, torch.Tensor]], dict[float, float]]:
-    """Our one-shot OBS at each damp to each sparsity from the dense weights: the pruned weights
-    per `key(damp, sparsity)`, the gradient mini-batches our GradientSource used (in order; the
-    same at every damp, checked), and the Fisher's degeneracy per damp."""
-    used_first: list[dict[str, torch.Tensor]] | None = None
+def _same_batches(a: list[dict[str, torch.Tensor]], b: list[dict[str, torch.Tensor]]) -> bool:
+    return len(a) == len(b) and all(x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+                                    for x, y in zip(a, b))
+
+
+def recorded(model: nn.Module, run: Callable[[], T], cfg: CheckConfig) -> tuple[T, list[dict[str, torch.Tensor]]]:
+    """What `run()` returns, and the keyword inputs of every forward of `model` while it computes
+    the m gradients, in order."""
+    used: list[dict[str, torch.Tensor]] = []
+
+    def record(_module: nn.Module, _args: tuple, kwargs: dict) -> None:
+        used.append({k: v.detach().clone() for k, v in kwargs.items()})
+
+    hook = model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        result = run()
+    finally:
+        hook.remove()
+    if len(used) != cfg.num_grads:
+        raise RuntimeError(f"recorded {len(used)} gradient mini-batches, expected m = {cfg.num_grads}")
+    return result, used
+
+
+def gradient_source(train: Dataset, cfg: CheckConfig) -> GradientSource:
+    return GradientSource(train, PAD, cfg.num_grads, cfg.grad_batch, cfg.seed)
+
+
+def fisher_scale(model: nn.Module, train: Dataset, cfg: CheckConfig) -> tuple[float, list[dict[str, torch.Tensor]]]:
+    """The mean diagonal of the (undampened) empirical Fisher, (1/m) sum_i g_i^2 averaged over
+    every pruned weight, from the m gradient mini-batches the Fisher itself is built from; and
+    those batches, in order. The damps are set as multiples of it, so that what a damp means
+    (how much of F it drowns) does not depend on how far training drove the gradients down."""
+    masks = Masks(prunable_weights(model))
+    total = torch.zeros((), dtype=torch.float64)
+
+    def add(grads: list[torch.Tensor]) -> None:
+        total.add_(sum(g.double().pow(2).sum() for g in grads))
+
+    _, batches = recorded(model, lambda: gradient_source(train, cfg).each(model, masks, 0, add), cfg)
+    return float(total) / (cfg.num_grads * sum(w.numel() for w in masks.weights.values())), batches
+
+
+def absolute_damps(relative: tuple[float, ...], scale: float) -> dict[float, float]:
+    """Each relative damp's absolute one, relative * scale rounded to the digits a recipe writes
+    (DAMP_FORMAT), so that our OBS and SparseML's get exactly the same number."""
+    return {r: float(format(r * scale, DAMP_FORMAT)) for r in relative}
+
+
+def ours(model: nn.Module, dense: dict[str, torch.Tensor], train: Dataset, damps: dict[float, float],
+         batches: list[dict[str, torch.Tensor]], cfg: CheckConfig
+         ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[float, float]]:
+    """Our one-shot OBS at each damp (relative: absolute) to each sparsity from the dense weights:
+    the pruned weights per `key(relative damp, sparsity)` and the Fisher's degeneracy per
+    relative damp. Each Fisher's gradients are computed afresh; their mini-batches must be
+    `batches` (checked)."""
     pruned, degeneracy = {}, {}
-    for damp in cfg.damps:
-        source = GradientSource(train, PAD, cfg.num_grads, cfg.grad_batch, cfg.seed)
-        used: list[dict[str, torch.Tensor]] = []
-
-        def record(_module: nn.Module, _args: tuple, kwargs: dict, used=used) -> None:
-            used.append({k: v.detach().clone() for k, v in kwargs.items()})
-
+    for relative, damp in damps.items():
         model.load_state_dict(dense, strict=False)
-        hook = model.register_forward_pre_hook(record, with_kwargs=True)
-        try:
-            fisher = fisher_inverse(model, Masks(prunable_weights(model)), source, 0, cfg.block_size, damp,
-                                    cfg.chunk_blocks)
-        finally:
-            hook.remove()
-        if len(used) != cfg.num_grads:
-            raise RuntimeError(f"recorded {len(used)} gradient mini-batches, expected m = {cfg.num_grads}")
-        if used_first is None:
-            used_first = used
-        elif any(a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a) for a, b in zip(used_first, used)):
-            raise RuntimeError(f"the gradient mini-batches at damp {damp:g} differ from the first damp's")
-        degeneracy[damp] = fisher.degeneracy()
+        masks = Masks(prunable_weights(model))
+        fisher, used = recorded(model, lambda: fisher_inverse(model, masks, gradient_source(train, cfg), 0,
+                                                              cfg.block_size, damp, cfg.chunk_blocks), cfg)
+        if not _same_batches(used, batches):
+            raise RuntimeError(f"the gradient mini-batches at damp {relative:g} differ from the Fisher scale's")
+        degeneracy[relative] = fisher.degeneracy()
         for sparsity in cfg.sparsities:
             model.load_state_dict(dense, strict=False)
             masks = Masks(prunable_weights(model))
             obs_prune(fisher, masks, sparsity)
-            pruned[key(damp, sparsity)] = {n: w.detach().clone() for n, w in masks.weights.items()}
+            pruned[key(relative, sparsity)] = {n: w.detach().clone() for n, w in masks.weights.items()}
     model.load_state_dict(dense, strict=False)
-    return pruned, used_first or [], degeneracy
+    return pruned, degeneracy
 
 
 def sparseml_prune(dense: dict[str, torch.Tensor], batches: list[dict[str, torch.Tensor]], names: list[str],
-                   cfg: CheckConfig) -> tuple[dict[str, dict[str, torch.Tensor]], dict, dict[str, str]]:
-    """SparseML's one-shot OBS at each damp to each sparsity in its venv: the pruned weights of
-    `names` per `key(damp, sparsity)`, the worker's answer, and the recipes (same keys)."""
-    recipes = {key(d, s): obs_recipe([f"{n}.weight" for n in names], s, d, cfg)
-               for d in cfg.damps for s in cfg.sparsities}
+                   damps: dict[float, float], cfg: CheckConfig
+                   ) -> tuple[dict[str, dict[str, torch.Tensor]], dict, dict[str, str]]:
+    """SparseML's one-shot OBS at each damp (relative: absolute; the recipe gets the absolute one)
+    to each sparsity in its venv: the pruned weights of `names` per `key(relative damp, sparsity)`,
+    the worker's answer, and the recipes (same keys)."""
+    recipes = {key(r, s): obs_recipe([f"{n}.weight" for n in names], s, d, cfg)
+               for r, d in damps.items() for s in cfg.sparsities}
     with tempfile.TemporaryDirectory(prefix="mmakit-sparseml-") as folder:
         tensors, output = Path(folder) / "tensors.pt", Path(folder) / "pruned.pt"
         torch.save({"state_dict": dense, "batches": batches}, tensors)
@@ -288,17 +359,19 @@ def run_check(cfg: CheckConfig | None = None, out: str | Path | None = None) -> 
     train_losses = fine_tune(model, train, cfg)
     dense = {k: v.detach().clone() for k, v in model.named_parameters()}
     names = list(prunable_weights(model))
-    ours_w, batches, degeneracy = ours(model, dense, train, cfg)
-    sml_w, answer, recipes = sparseml_prune(dense, batches, names, cfg)
+    scale, batches = fisher_scale(model, train, cfg)
+    damps = absolute_damps(cfg.relative_damps, scale)
+    ours_w, degeneracy = ours(model, dense, train, damps, batches, cfg)
+    sml_w, answer, recipes = sparseml_prune(dense, batches, names, damps, cfg)
     with torch.no_grad():
         main_losses = [float(model(**b).loss) for b in batches]
     mags = {s: magnitude(dense, names, s) for s in cfg.sparsities}
     loss_mag = {s: token_loss(_with_weights(model, dense, mags[s]), held) for s in cfg.sparsities}
     results = []
-    for d in cfg.damps:
+    for r, d in damps.items():
         for s in cfg.sparsities:
-            k = key(d, s)
-            results.append({"damp": d, "fisher_degeneracy": degeneracy[d], "sparsity": s,
+            k = key(r, s)
+            results.append({"damp_relative": r, "damp": d, "fisher_degeneracy": degeneracy[r], "sparsity": s,
                             **compare(ours_w[k], sml_w[k], dense),
                             "loss_ours": token_loss(_with_weights(model, dense, ours_w[k]), held),
                             "loss_sparseml": token_loss(_with_weights(model, dense, sml_w[k]), held),
@@ -310,7 +383,8 @@ def run_check(cfg: CheckConfig | None = None, out: str | Path | None = None) -> 
         "versions": {k: answer[k] for k in ("sparseml", "transformers", "torch")},
         "train_loss_last20": sum(train_losses[-20:]) / 20, "loss_dense": token_loss(model, held),
         "heldout_tokens": sum(int((b["labels"] != IGNORE).sum()) for b in held),
-        "fisher_degeneracy": {f"{d:g}": degeneracy[d] for d in cfg.damps},
+        "fisher_scale": scale, "damps": {f"{r:g}": d for r, d in damps.items()},
+        "fisher_degeneracy": {f"{r:g}": degeneracy[r] for r in damps},
         "model_parity": max(abs(a - b) for a, b in zip(main_losses, answer["dense_losses"])),
         "results": results, "recipes": recipes, "conventions": CONVENTIONS,
         "sparseml_seconds": answer["seconds"], "seconds": round(time.perf_counter() - start, 2),
