@@ -21,11 +21,12 @@ RUNS = [record("random", 42, 0.2), record("random", 43, 0.4), record("movement",
 
 
 def test_per_tensor_runs_are_labelled_and_read_against_the_same_random_control():
-    assert report.label(RUNS[3]) == "tiny movement 90% cubic per-tensor"
-    assert report.label(RUNS[2]) == "tiny movement 90% cubic"
+    na = ", not applicable from a converged model"  # movement pruning the fine-tuned model
+    assert report.label(RUNS[3]) == f"tiny movement 90% cubic per-tensor{na}"
+    assert report.label(RUNS[2]) == f"tiny movement 90% cubic{na}"
     gaps = report.against_random(RUNS)
-    assert gaps.loc["tiny movement 90% cubic per-tensor", ("es", "mean")] == pytest.approx(0.2)
-    assert gaps.loc["tiny movement 90% cubic", ("es", "mean")] == pytest.approx(-0.2)
+    assert gaps.loc[f"tiny movement 90% cubic per-tensor{na}", ("es", "mean")] == pytest.approx(0.2)
+    assert gaps.loc[f"tiny movement 90% cubic{na}", ("es", "mean")] == pytest.approx(-0.2)
     assert "tiny random 90% cubic" not in gaps.index
 
 
@@ -40,7 +41,7 @@ def movement_run(smoke, **settings) -> tuple[Params, str, str]:
 def test_a_variant_names_its_runs_and_rows(smoke):
     _, name, label = movement_run(smoke, variant="from10")
     assert name == "tiny-movement-80-cubic-pertensor-from10-s42"
-    assert label == "tiny movement 80% cubic per-tensor (from10)"
+    assert label == "tiny movement 80% cubic per-tensor, not applicable from a converged model (from10)"
 
 
 def test_the_paper_figures_take_globally_selected_runs_from_the_fine_tuned_model_only():

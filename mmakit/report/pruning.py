@@ -1,7 +1,9 @@
 """Tables and figures of 03_obs, read from result records only: Table 3 (mean and spread over
-seeds) beside the paper, the one-shot curve and the OBS damp sweep, every method against the
+seeds, runs pruned as the paper prunes each method) beside the paper and every other setting
+labelled by its regime, the one-shot curve and the OBS damp sweep, every method against the
 random control, OBS's cost per pruning step, F1-during-pruning curves (the paper's Figures 3-5),
-sparsity per layer and throughput with speedups."""
+sparsity per layer, throughput with speedups, and the diagnostics of movement from the
+converged model (benchmarks/movement_diagnostics.py's result)."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,6 +19,7 @@ PAPER_FIGURES = {"Figure 3: OBS, cubic": ("obs", "cubic"), "Figure 4: OBS, linea
                  "Figure 5: magnitude, cubic": ("magnitude", "cubic")}
 SWEEP_SPARSITIES = (0.5, 0.6, 0.7)  # where METHODS.md tunes the damp
 LANGS = ("en", "es", "nl")
+PAPER, NOT_APPLICABLE = "paper", "not applicable from a converged model"
 
 
 def gradual(records: list[dict]) -> list[dict]:
@@ -30,30 +33,65 @@ def aggregates(records: list[dict]) -> list[dict]:
 
 
 def label(record: dict) -> str:
-    """e.g. `me5-small obs 80% cubic`, `me5-small movement 80% cubic per-tensor, from pretrained`
-    or `xlm magnitude 90% cubic 4-block, no KD`."""
+    """e.g. `me5-small obs 80% cubic`, `me5-small movement 80% cubic per-tensor trained scores,
+    from pretrained (from0)`, `xlm magnitude 90% cubic 4-block, no KD` or `me5-small movement 80%
+    cubic, not applicable from a converged model`."""
     t = record["technique"]
     text = f"{record['params']['model']} {t['method']} {round(100 * t['sparsity'])}% {t['schedule']}"
     text += " per-tensor" if t.get("selection") == "per_tensor" else ""
+    text += " trained scores" if t.get("scores") == "trained" else ""
     text += (" 4-block" if t.get("group_size", 1) == 4 else "") + ("" if t.get("kd") else ", no KD")
     text += ", from pretrained" if t.get("start") == "pretrained" else ""
+    text += f", {NOT_APPLICABLE}" if regime(t) == NOT_APPLICABLE else ""
     return text + (f" ({t['variant']})" if t.get("variant") else "")
 
 
 def as_the_paper_prunes(technique: dict) -> bool:
-    """Whether a gradual run prunes as the paper's Table 3 and Figures 3-5 do: the fine-tuned
-    model, unstructured, one global ranking, KD, the profile's schedule (no variant)."""
-    return (technique.get("group_size", 1) == 1 and bool(technique.get("kd"))
-            and technique.get("selection", "global") == "global" and technique.get("start", "baseline") == "baseline"
-            and not technique.get("variant"))
+    """Whether a gradual run prunes as the paper's Table 3 and Figures 3-5 do, each method from
+    its own article: unstructured with KD, and for OBS, magnitude (and the random control) the
+    fine-tuned model, one global ranking, the profile's schedule (no variant); for movement Sanh
+    et al.'s regime: trained scores, per-tensor TopK, from the pre-trained encoder, sparsity
+    from 0 (the schedule is its own, so a variant label is allowed)."""
+    t = technique
+    if t.get("group_size", 1) != 1 or not t.get("kd"):
+        return False
+    if t["method"] == "movement":
+        return (t.get("scores") == "trained" and t.get("selection") == "per_tensor" and t.get("start") == "pretrained"
+                and not t.get("initial_sparsity"))
+    return (t.get("selection", "global") == "global" and t.get("start", "baseline") == "baseline"
+            and not t.get("variant"))
+
+
+def regime(technique: dict) -> str:
+    """"paper" for a run pruned as the paper prunes its method; "not applicable from a converged
+    model" for movement pruning the fine-tuned baseline (its scores are noise there:
+    movement_diagnostics_table); "from pretrained" for the other runs of Sanh et al.'s regime
+    (the controls of movement); else "variant"."""
+    if as_the_paper_prunes(technique):
+        return PAPER
+    if technique["method"] == "movement" and technique.get("start", "baseline") == "baseline":
+        return NOT_APPLICABLE
+    return "from pretrained" if technique.get("start") == "pretrained" else "variant"
 
 
 def table3(records: list[dict]) -> pd.DataFrame:
-    """Our gradual runs (mean and sd over seeds, `seeds` how many) beside every row of the paper's Table 3."""
-    found = aggregates(records)
+    """Our gradual runs pruned as the paper prunes each method (`as_the_paper_prunes`; mean and
+    sd over seeds, `seeds` how many) beside every row of the paper's Table 3; the rest are in
+    `other_settings`."""
+    found = [r for r in aggregates(records) if as_the_paper_prunes(r["technique"])]
     if not found:  # no aggregate yet (e.g. run_name given): single runs as they are
-        return tables.side_by_side(gradual(records), PAPER_TABLE)
+        return tables.side_by_side([r for r in gradual(records) if as_the_paper_prunes(r["technique"])], PAPER_TABLE)
     return tables.seed_table([r | {"run": label(r)} for r in sorted(found, key=label)], PAPER_TABLE)
+
+
+def other_settings(records: list[dict], split: str = "test") -> pd.DataFrame:
+    """The gradual settings left out of Table 3 (seed means, `seeds` how many), each with its
+    `regime`: movement from the converged model, the controls of Sanh et al.'s regime, variants."""
+    runs = aggregates(records) or gradual(records)
+    rows = [{"run": label(r), "regime": regime(r["technique"]), "seeds": len(r.get("aggregate_of") or [r["run"]]),
+             **{f"f1_{lang}": r["f1"][lang][split] for lang in LANGS}, "mls": r["mls"][split]}
+            for r in sorted(runs, key=label) if not as_the_paper_prunes(r["technique"])]
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 
 def retention(records: list[dict], dense_f1: dict, split: str = "test") -> pd.DataFrame:
@@ -66,15 +104,15 @@ def retention(records: list[dict], dense_f1: dict, split: str = "test") -> pd.Da
 
 
 def against_random(records: list[dict], split: str = "test") -> pd.DataFrame:
-    """Each method's mean F1 per language minus the random control's at the same sparsity and
-    schedule (the control's seeds averaged), with the method's seed sd beside it."""
+    """Each method's mean F1 per language minus the random control's at the same sparsity,
+    schedule and start (the control's seeds averaged), with the method's seed sd beside it."""
     runs = gradual(records)
 
     def key(r: dict) -> tuple:
-        """Everything but the criterion: the same model, sparsity, schedule and distillation."""
+        """Everything but the criterion: the same model, sparsity, schedule, distillation and start."""
         t = r["technique"]
         return (r["params"]["model"], t["sparsity"], t["schedule"], t.get("group_size", 1), t.get("kd"),
-                t.get("initial_sparsity"), t.get("pruning_steps"))
+                t.get("initial_sparsity"), t.get("pruning_steps"), t.get("start", "baseline"))
 
     chance: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -257,3 +295,37 @@ def throughput_table(record: dict) -> pd.DataFrame:
     if ok.empty:
         return frame[["model", "runtime", "batch", "status", "error"]]
     return ok.pivot_table(index=["model", "runtime"], columns="batch", values=["items_per_s", "speedup"])
+
+
+# --- movement from the converged model: why it fails ---------------------------------------
+
+def movement_scores_summary(bench: dict) -> pd.Series:
+    """How much of the accumulated movement scores of the fine-tuned baseline is signal: share
+    of negative scores, median signal-to-noise ratio, rank correlation of |S| and of sign(S) with
+    importance w^2 E[g^2] (benchmarks/movement_diagnostics.py's result)."""
+    return pd.Series(bench["scores"] | {"mini-batches": bench["batches"], "sentences each": bench["grad_batch"]})
+
+
+def movement_diagnostics_table(bench: dict) -> pd.DataFrame:
+    """Per criterion, one per-tensor cut of the fine-tuned baseline to `sparsity`: the share of
+    the `top` most important weights it removes and dev F1 per language without retraining,
+    the dense model first."""
+    rows = [{"criterion": "dense", "top_removed": 0.0, **{f"f1_{k}": v for k, v in bench["dense_f1"].items()}}]
+    rows += [{"criterion": name, "top_removed": row["top_removed"], **{f"f1_{k}": v for k, v in row["f1"].items()}}
+             for name, row in bench["criteria"].items()]
+    return pd.DataFrame(rows).set_index("criterion")
+
+
+def movement_diagnostics_figure(bench: dict) -> go.Figure:
+    """Bars per criterion: the share of the most important weights one per-tensor cut removes,
+    and English dev F1 after it: movement cuts the weights that matter, as do its sign flipped
+    and its sizes with shuffled signs; magnitude spares them."""
+    table = movement_diagnostics_table(bench).drop(index="dense")
+    top = f"share of the top {bench['top']:.0%} most important weights removed"
+    long = pd.concat([pd.DataFrame({"criterion": table.index, "measure": measure, "value": table[column]})
+                      for measure, column in ((top, "top_removed"), ("English dev F1", "f1_en"))])
+    fig = px.bar(long, x="criterion", y="value", facet_col="measure", range_y=[0, 1], text_auto=".2f",
+                 title=f"One {bench['sparsity']:.0%} per-tensor cut of the fine-tuned baseline, no retraining "
+                       f"(movement scores from {bench['batches']} mini-batches)")
+    fig.add_hline(y=bench["dense_f1"]["en"], line_dash="dot", col=2, annotation_text="dense en")
+    return plots.value_facet_titles(fig)

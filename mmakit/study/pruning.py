@@ -3,6 +3,12 @@ OBS, or random as the control) with distillation from the dense baseline, or one
 export the dense and the sparse graph and time them together in both runtimes, and write the
 result records (per seed, and the seed aggregate).
 
+`prune_start: pretrained` runs Sanh et al.'s regime instead: the pre-trained encoder with a new
+head learns the task (KD from the dense baseline) while it is pruned, under the learning-rate
+schedule of a fine-tuning run (warm-up, linear decay, no rewinds); with `movement_scores:
+trained` movement learns its scores as Sanh et al. define them, and magnitude and random run
+in exactly that regime as its controls.
+
 A gradual run is cached like a baseline (key: baseline, training data, training and pruning
 settings, KD), so re-running the notebook to redraw tables and figures does not prune again.
 One-shot mode builds one Fisher per damp from the dense model and prunes a copy to every
@@ -49,6 +55,9 @@ from mmakit.techniques.pruning.scope import prunable_weights
 NOTEBOOK = "03_obs"
 DENSE = "dense"
 LOSS_SENTENCES = 256  # English dev sentences of the one-shot loss
+# pruning settings left out of the cache key at these values, so runs made before they were
+# settings keep their keys
+KEY_NEUTRAL = {"selection": "global", "movement_scores": "accumulated", "lr_rewind": True}
 
 
 def pruning_config(P: Params) -> PruningConfig:
@@ -60,7 +69,19 @@ def pruning_config(P: Params) -> PruningConfig:
         scope=P.prune_scope, num_grads=int(P.num_grads),
         grad_batch=int(P.grad_batch), obs_block_size=int(P.obs_block_size), obs_damp=float(P.obs_damp),
         obs_chunk_blocks=int(P.obs_chunk_blocks), obs_build=P.get("obs_build") or "sherman-morrison",
+        movement_scores=movement_scores(P), lr_rewind=not from_pretrained(P),
     )
+
+
+def movement_scores(P: Params) -> str:
+    """Movement's variant (`movement_scores`): "accumulated" (SparseML's, the default) or
+    "trained" (Sanh et al.'s)."""
+    return P.get("movement_scores") or "accumulated"
+
+
+def key_settings(cfg: PruningConfig) -> dict:
+    """`cfg`'s settings as the cache key holds them: those at their KEY_NEUTRAL value left out."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in KEY_NEUTRAL or KEY_NEUTRAL[k] != v}
 
 
 def kd_config(P: Params) -> KDConfig | None:
@@ -74,16 +95,23 @@ def selection_suffix(P: Params) -> str:
 
 
 def from_pretrained(P: Params) -> bool:
-    """Whether the run prunes while fine-tuning the pre-trained encoder (`prune_start: pretrained`)."""
+    """Whether the run prunes while fine-tuning the pre-trained encoder (`prune_start: pretrained`):
+    Sanh et al.'s regime, a fine-tuning run (one warm-up, linear decay, no rewinds) that prunes."""
     return P.get("prune_start") == "pretrained"
 
 
+def trained_scores(P: Params) -> bool:
+    """Whether the run is movement with Sanh et al.'s trained scores."""
+    return P.method == "movement" and movement_scores(P) == "trained"
+
+
 def aggregate_name(P: Params) -> str:
-    """<model>-<method>-<percent>-<schedule>[-pertensor][-4block][-nokd][-pretrained][-<variant>]: the
-    seed aggregate's name (`variant` labels runs that change other settings, e.g. the schedule)."""
+    """<model>-<method>-<percent>-<schedule>[-pertensor][-4block][-nokd][-pretrained][-trained][-<variant>]:
+    the seed aggregate's name (`trained`: movement's trained scores; `variant` labels runs that
+    change other settings, e.g. the schedule)."""
     name = f"{P.model}-{P.method}-{round(100 * P.sparsity)}-{P.schedule}{selection_suffix(P)}"
     name += ("-4block" if int(P.group_size) == 4 else "") + ("" if P.get("kd") else "-nokd")
-    name += "-pretrained" if from_pretrained(P) else ""
+    name += ("-pretrained" if from_pretrained(P) else "") + ("-trained" if trained_scores(P) else "")
     return name + (f"-{P.variant}" if P.get("variant") else "")
 
 
@@ -114,13 +142,13 @@ def prune(P: Params, start: tuple[PreTrainedModel, dict] | None = None
     dense, tokenizer, base = common.fine_tuned(P)
     train = tokenize_dataset(common.english_train(P), tokenizer, P.max_length)
     cfg = pruning_config(P)
-    # the learning rate restarts at every pruning step (cyclic), so no warm-up ramp on top
-    train_cfg = common.train_config(P, lr=float(P.get("prune_lr") or P.lr), warmup_ratio=0.0)
+    # a cyclic learning rate restarts at every pruning step, so no warm-up ramp on top; without
+    # rewinds the run warms up as the baseline's fine-tuning does
+    warmup = 0.0 if cfg.lr_rewind else float(P.warmup_ratio)
+    train_cfg = common.train_config(P, lr=float(P.get("prune_lr") or P.lr), warmup_ratio=warmup)
     kd = kd_config(P)
     kd_meta = kd.to_dict() if kd else None
-    # global selection stays out of the key, so runs made before selection was a setting keep theirs
-    pruning = {k: v for k, v in cfg.to_dict().items() if (k, v) != ("selection", "global")}
-    extra = {"pruning": pruning, "baseline": base["key"], "kd": kd_meta,
+    extra = {"pruning": key_settings(cfg), "baseline": base["key"], "kd": kd_meta,
              "curve_eval_samples": P.get("curve_eval_samples")}
     if start is not None:  # only then, so the keys of 03's runs from the baseline stay as they were
         extra["start"] = start[1]["key"]
@@ -175,17 +203,21 @@ def deployed(P: Params, models: dict[str, PreTrainedModel], tokenizer: PreTraine
 
 
 def technique(P: Params, mode: str, method: str, sparsity: float, damp: float | None = None) -> dict:
-    """What was done: method, sparsity, mode, group size and seed; the schedule and KD of a
-    gradual run; m, B and the damp wherever OBS ran."""
+    """What was done: method, sparsity, mode, group size, selection and seed; movement's scores
+    (accumulated or trained); the schedule, KD, start and learning-rate rewinds of a gradual run;
+    m, B and the damp wherever OBS ran."""
     out = {"method": method, "sparsity": sparsity, "mode": mode, "group_size": int(P.group_size),
            "selection": P.get("selection") or "global", "seed": P.seed}
+    if method == "movement":
+        out["scores"] = movement_scores(P)
     if method == "obs":
         out |= {"num_grads": int(P.num_grads), "block_size": int(P.obs_block_size),
                 "damp": float(P.obs_damp) if damp is None else damp}
     if mode == "gradual":
         out |= {"schedule": P.schedule, "initial_sparsity": float(P.initial_sparsity),
                 "pruning_steps": int(P.pruning_steps), "kd": bool(P.get("kd")),
-                "start": "pretrained" if from_pretrained(P) else "baseline"}
+                "start": "pretrained" if from_pretrained(P) else "baseline",
+                "lr_rewind": not from_pretrained(P)}
     if P.get("variant"):
         out["variant"] = P.variant
     return out

@@ -1,5 +1,6 @@
-"""Unstructured pruning of the encoder's Linear weights: magnitude, movement and OBS (oBERT),
-gradual (three stages, cubic or linear sparsity curve) or one-shot, with exact global sparsity."""
+"""Unstructured pruning of the encoder's Linear weights: magnitude, movement (Sanh et al.'s
+trained scores or SparseML's accumulated ones) and OBS (oBERT), gradual (three stages, cubic or
+linear sparsity curve) or one-shot, with exact global or per-tensor sparsity."""
 from mmakit.techniques.pruning.config import METHODS, PruningConfig, make_pruner
 from mmakit.techniques.pruning.fisher import BlockFisherInverse
 from mmakit.techniques.pruning.gradual import (

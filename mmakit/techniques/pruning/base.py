@@ -12,6 +12,16 @@ class Pruner:
 
     method = "base"
 
+    def start(self, model: nn.Module, masks: Masks) -> None:
+        """Called once before training and the first pruning step (trained movement scores attach here)."""
+
+    @property
+    def zeroes_pruned(self) -> bool:
+        """Whether masked weights are held at exactly zero after every optimizer step. False
+        while a method masks them in the forward only, so that they keep their values and can
+        come back (trained movement scores until the masks are fixed)."""
+        return True
+
     def observe(self, masks: Masks) -> None:
         """Called after every training backward, gradients in `.grad` (movement accumulates here)."""
 

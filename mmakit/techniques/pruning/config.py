@@ -9,7 +9,7 @@ from mmakit.techniques.pruning.base import Pruner
 from mmakit.techniques.pruning.fisher import BUILDS
 from mmakit.techniques.pruning.gradients import GradientSource
 from mmakit.techniques.pruning.magnitude import MagnitudePruner
-from mmakit.techniques.pruning.movement import MovementPruner
+from mmakit.techniques.pruning.movement import SCORES, MovementPruner, TrainedMovementPruner
 from mmakit.techniques.pruning.obs import ObsPruner
 from mmakit.techniques.pruning.random_pruning import RandomPruner
 from mmakit.techniques.pruning.schedule import SCHEDULES, PruningPlan, sparsity_schedule
@@ -29,6 +29,11 @@ class PruningConfig:
     `sparsity`; `num_grads` mini-batches of `grad_batch` sentences feed OBS's Fisher (and
     movement's scores when no training step precedes a pruning step). `selection` ranks all
     tensors together ("global") or each on its own ("per_tensor"); `Masks` checks it.
+    `movement_scores` picks movement's variant (movement.py): "accumulated" (SparseML's
+    -sum g w) or "trained" (Sanh et al.'s scores learnt through a straight-through mask).
+    `lr_rewind` rewinds the learning rate after every pruning event (the cyclic schedule oBERT
+    and MMA use from a fine-tuned model); without it the run keeps one warm-up and linear
+    decay, as a fine-tuning run from the pre-trained encoder does (Sanh et al.).
     """
 
     method: str = "obs"
@@ -48,6 +53,8 @@ class PruningConfig:
     obs_damp: float = 1e-7
     obs_chunk_blocks: int = 2048
     obs_build: str = "sherman-morrison"
+    movement_scores: str = "accumulated"
+    lr_rewind: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -62,11 +69,23 @@ class PruningConfig:
             raise ValueError(f"unknown obs_build {self.obs_build!r}; choose from {', '.join(BUILDS)}")
         if self.obs_block_size % self.group_size:
             raise ValueError(f"obs_block_size {self.obs_block_size} must be a multiple of group_size {self.group_size}")
+        if self.movement_scores not in SCORES:
+            raise ValueError(f"unknown movement_scores {self.movement_scores!r}; choose from {', '.join(SCORES)}")
+        if self.movement_scores == "trained" and self.method != "movement":
+            raise ValueError(f"movement_scores 'trained' applies to method movement, not {self.method!r}")
+        if self.movement_scores == "trained" and self.warmup_steps == 0 and self.initial_sparsity > 0:
+            raise ValueError("trained movement scores are all zero before the first step: start the schedule at "
+                             "initial_sparsity 0 (Sanh et al.) or train first (warmup_steps > 0)")
         self.plan  # validates the stage lengths
 
     @property
     def plan(self) -> PruningPlan:
         return PruningPlan(self.warmup_steps, self.prune_interval, self.pruning_steps, self.final_steps)
+
+    @property
+    def restarts(self) -> list[int]:
+        """Steps where the learning rate rewinds: after every pruning event with `lr_rewind`, else none."""
+        return self.plan.restarts if self.lr_rewind else []
 
     @property
     def targets(self) -> list[float]:
@@ -83,7 +102,7 @@ def make_pruner(cfg: PruningConfig, train: Dataset, pad_id: int, seed: int) -> P
     if cfg.method == "obs":
         return ObsPruner(source, cfg.obs_block_size, cfg.obs_damp, cfg.obs_chunk_blocks, cfg.obs_build)
     if cfg.method == "movement":
-        return MovementPruner(source)
+        return TrainedMovementPruner(cfg.pruning_steps) if cfg.movement_scores == "trained" else MovementPruner(source)
     if cfg.method == "random":
         return RandomPruner(seed)
     return MagnitudePruner()

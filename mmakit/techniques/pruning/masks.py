@@ -67,7 +67,7 @@ class Masks:
         `sparsity` is reached; return how many were new.
 
         `scores[name]` holds one score per group of `name` (higher = keep); groups pruned
-        before count as -inf, so pruning never revives a weight.
+        before count as -inf, so pruning never revives a weight (`reselect` does).
         """
         names = list(self.weights)
         if any(scores[n].numel() != self.groups(n).shape[0] for n in names):
@@ -77,6 +77,19 @@ class Masks:
         if self.selection == "per_tensor":
             return sum(self._select_lowest([n], scores, sparsity) for n in names)
         return self._select_lowest(names, scores, sparsity)
+
+    def reselect(self, scores: dict[str, torch.Tensor], sparsity: float) -> tuple[int, int]:
+        """Prune exactly the lowest-scoring groups to `sparsity`, forgetting earlier choices, so
+        a group pruned before comes back when its score has risen (trained movement scores,
+        Sanh et al. 2020); (groups newly pruned, groups brought back)."""
+        before = {n: self.groups(n).any(dim=1) for n in self.keep}
+        for keep in self.keep.values():
+            keep.fill_(True)
+        self.select(scores, sparsity)
+        after = {n: self.groups(n).any(dim=1) for n in self.keep}
+        new = sum(int((before[n] & ~after[n]).sum()) for n in self.keep)
+        back = sum(int((~before[n] & after[n]).sum()) for n in self.keep)
+        return new, back
 
     def _select_lowest(self, names: list[str], scores: dict[str, torch.Tensor], sparsity: float) -> int:
         """Prune the lowest groups of `names` taken together to `sparsity` of their weights."""
