@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mmakit.core.data import LABEL2ID, LABELS, to_dataset
-from mmakit.core.evaluation import EvalSuite, mls, score
+from mmakit.core.evaluation import EvalSuite, ill_formed_chunks, mls, score
 from mmakit.core.models import train_wordpiece
 
 
@@ -16,10 +16,26 @@ def test_strict_f1_on_hand_made_case():
     assert s["per_type"]["PER"] == 1.0 and s["per_type"]["LOC"] == 0.0
 
 
-def test_strict_mode_rejects_partial_spans():
-    assert score([["B-PER", "I-PER"]], [["B-PER", "O"]])["f1"] == 0.0
-    # a predicted entity opened by I- is invalid under strict IOB2
-    assert score([["B-PER"]], [["I-PER"]])["f1"] == 0.0
+def test_partial_spans_score_zero_in_both_readings():
+    s = score([["B-PER", "I-PER"]], [["B-PER", "O"]])
+    assert s["f1"] == s["f1_strict"] == 0.0 and s["ill_formed"] == 0
+
+
+def test_an_entity_opened_by_i_counts_for_conlleval_not_for_strict_iob2():
+    s = score([["B-PER"]], [["I-PER"]])
+    assert s["f1"] == 1.0 and s["f1_strict"] == 0.0 and s["ill_formed"] == 1
+
+
+@pytest.mark.parametrize("tags, n", [
+    (["B-PER", "I-PER", "O", "B-LOC"], 0),
+    (["I-PER"], 1),  # first in the sentence
+    (["O", "I-PER", "I-PER"], 1),  # after O, then continued
+    (["B-PER", "I-LOC", "I-LOC"], 1),  # type switch
+    (["I-PER", "I-LOC", "B-LOC", "I-LOC"], 2),
+    (["B-PER", "B-PER", "I-PER"], 0),
+])
+def test_ill_formed_chunks_are_those_opened_by_i(tags, n):
+    assert ill_formed_chunks([tags, ["O"]]) == n
 
 
 def test_mls_sums_es_and_nl_differences():
@@ -74,7 +90,8 @@ def test_evaluate_counts_words_and_sentences_lost_to_truncation(work_dirs):
     index = suite.sets[("en", "dev")].tokenized["word_index"]
     assert len(index[4]) == 16 and index[4][14] == 13  # Zzyzx's first sub-token made it in
     result = suite.evaluate(_all_o)
-    assert set(result) == {"f1", "detail", "truncated"}
+    assert set(result) == {"f1", "f1_strict", "ill_formed", "detail", "truncated", "predictions"}
+    assert [len(p) for p in result["predictions"][("en", "dev")]] == [len(s) for s in sentences]
     assert result["truncated"] == {
         "en": {"dev": {"words": 6 + 16 + 2, "sentences": 3}},
         "nl": {"test": {"words": 6, "sentences": 1}},

@@ -92,3 +92,35 @@ def test_a_seed_made_by_older_code_is_left_out_of_the_aggregate(tmp_path):
                       "env": {}, "started": "t", "seconds": 1.0, "code_versions": versions}, tmp_path)
     P = Params({"notebook": "03_obs", "lr": 1.0, "seed": 42, "seeds": [42, 43], "results_dir": str(tmp_path)})
     assert common.write_seed_aggregate(P, "x")["aggregate_of"] == ["x-s42"]
+
+
+def test_record_names_its_scorer_and_data_setting():
+    r = records.make_record(**FIELDS)
+    assert r["scorer"] == records.SCORER == "conlleval" and r["data_setting"] == "english-only"
+    assert records.record_scorer({k: v for k, v in r.items() if k != "scorer"}) == records.LEGACY_SCORER
+
+
+@pytest.mark.parametrize("notebook, params, setting", [
+    ("01_baselines", {"unlabelled_langs": ["es"]}, "english-only"),  # 04's parameter, not 01's
+    ("04_distillation", {"unlabelled_langs": []}, "english-only"),
+    ("04_distillation", {"unlabelled_langs": ["es", "nl"]}, "target-unlabelled"),
+    ("06_combined", {"combine_unlabelled_langs": ["nl"], "combine_student": None}, "english-only"),  # no student to teach
+    ("06_combined", {"combine_unlabelled_langs": ["nl"], "combine_student": 6}, "target-unlabelled"),
+])
+def test_data_setting_follows_from_the_parameters(notebook, params, setting):
+    from mmakit.study.data_setting import DATA_SETTINGS, data_setting, record_data_setting
+
+    assert data_setting(notebook, params) == setting and setting in DATA_SETTINGS
+    record = records.make_record(**FIELDS | {"notebook": notebook, "params": params})
+    assert record["data_setting"] == setting
+    assert record_data_setting({"notebook": notebook, "params": params}) == setting  # older records: derived
+
+
+def test_seed_aggregate_averages_strict_f1_and_points_to_each_seeds_predictions():
+    runs = [records.make_record(**FIELDS | {"run": f"r-s{seed}", "technique": {"seed": seed}},
+                                f1_strict={"es": {"dev": v}}, ill_formed={"es": {"dev": n}},
+                                predictions={"path": f"predictions/01_baselines/r-s{seed}.jsonl.gz"})
+            for seed, v, n in ((42, 0.2, 3), (43, 0.4, 5))]
+    agg = records.aggregate(runs, "r", ["r-s42", "r-s43"])
+    assert agg["f1_strict"] == {"es": {"dev": pytest.approx(0.3)}} and agg["ill_formed"] == {"es": {"dev": 4.0}}
+    assert "predictions" not in agg and agg["per_seed"]["r-s43"]["predictions"]["path"].endswith("r-s43.jsonl.gz")

@@ -1,4 +1,9 @@
-"""Entity-level F1 per language and split (seqeval, IOB2, strict) and the multilingual score.
+"""Entity-level F1 per language and split and the multilingual score.
+
+The headline F1 is the CoNLL shared tasks' own: conlleval.pl's chunking, as seqeval's default
+mode implements it (an I-X that does not continue an X chunk opens one). Beside it are the
+strict IOB2 F1 (such chunks do not exist) and the number of predicted chunks on which the two
+readings differ, so a model that emits ill-formed tag sequences shows.
 
 Scoring is backend-neutral: anything that maps a padded batch to logits (a PyTorch model,
 an onnxruntime session) can be evaluated, so quantized graphs are scored as deployed.
@@ -19,7 +24,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mmakit.core.alignment import IGNORE, tokenize_dataset
 from mmakit.core.batching import iterate, sorted_batches
-from mmakit.core.data import LABELS
+from mmakit.core.data import LABELS, iob1_to_iob2
 
 LogitsFn = Callable[[dict[str, torch.Tensor]], np.ndarray]
 ZERO_SHOT = ("es", "nl")
@@ -37,16 +42,34 @@ def torch_logits(model: PreTrainedModel) -> LogitsFn:
     return run
 
 
+def ill_formed_chunks(pred: list[list[str]]) -> int:
+    """Predicted chunks opened by an I- tag: an I-X first in its sentence or after a tag that is
+    not B-X or I-X (O; another type, as in B-X I-Y or I-X I-Y). conlleval reads each such I-X
+    as the start of an X chunk, strict IOB2 reads no chunk there; every other chunk both read
+    alike. They are exactly the tags that IOB1-to-IOB2 rewriting turns into B-X.
+    """
+    return sum(a != b for tags in pred for a, b in zip(tags, iob1_to_iob2(tags)))
+
+
 def score(true: list[list[str]], pred: list[list[str]]) -> dict:
-    """Micro F1, precision, recall and per-type F1 of IOB2 tag sequences (strict matching)."""
-    report = classification_report(true, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    """Micro F1, precision, recall and per-type F1 as conlleval scores them (seqeval's default
+    mode), the strict IOB2 F1 (`f1_strict`) and the count of `ill_formed_chunks` in `pred`."""
+    report = classification_report(true, pred, output_dict=True, zero_division=0)
     micro = report["micro avg"]
     return {
-        "f1": float(f1_score(true, pred, mode="strict", scheme=IOB2, zero_division=0)),
+        "f1": float(f1_score(true, pred, zero_division=0)),
+        "f1_strict": float(f1_score(true, pred, mode="strict", scheme=IOB2, zero_division=0)),
         "precision": float(micro["precision"]),
         "recall": float(micro["recall"]),
         "per_type": {k: float(v["f1-score"]) for k, v in report.items() if k.isupper()},
+        "ill_formed": ill_formed_chunks(pred),
     }
+
+
+def gold_tags(ds: Dataset) -> list[list[str]]:
+    """The tag names of every sentence of a CoNLL Dataset."""
+    names = ds.features["ner_tags"].feature.names
+    return [[names[t] for t in tags] for tags in ds["ner_tags"]]
 
 
 @dataclass
@@ -97,32 +120,29 @@ class EvalSuite:
     """Every evaluation set of a run, tokenized once for one tokenizer."""
 
     def __init__(self, sets: Mapping[tuple[str, str], Dataset], tokenizer: PreTrainedTokenizerBase, max_length: int = 128):
-        names = sets[next(iter(sets))].features["ner_tags"].feature.names
         self.pad_id = tokenizer.pad_token_id
-        self.sets = {
-            key: EvalSet([[names[t] for t in tags] for tags in ds["ner_tags"]], tokenize_dataset(ds, tokenizer, max_length),
-                         max_length)
-            for key, ds in sets.items()
-        }
+        self.sets = {key: EvalSet(gold_tags(ds), tokenize_dataset(ds, tokenizer, max_length), max_length)
+                     for key, ds in sets.items()}
 
     def evaluate(self, logits_fn: LogitsFn, keys: list[tuple[str, str]] | None = None, batch_size: int = 64) -> dict:
-        """F1, detail and truncation of the chosen sets.
+        """Scores, truncation and predicted tags of the chosen sets.
 
-        {"f1": {lang: {split: f1}}, "detail": {lang: {split: score(...)}},
-        "truncated": {lang: {split: {"words": n, "sentences": k}}}}: the words past the
-        sub-token limit (scored as "O") and the sentences that lost any, per set.
+        {"f1" (conlleval), "f1_strict", "ill_formed": {lang: {split: value}},
+        "detail": {lang: {split: score(...)}}, "truncated": {lang: {split: {"words": n,
+        "sentences": k}}} (the words past the sub-token limit, scored as "O", and the sentences
+        that lost any), "predictions": {(lang, split): word tags per sentence}}.
         """
-        f1: dict = {}
-        detail: dict = {}
-        truncated: dict = {}
-        chosen = keys or list(self.sets)
-        for lang, split in tqdm(chosen, desc="evaluate", unit="set", leave=False):
+        out: dict = {name: {} for name in ("f1", "f1_strict", "ill_formed", "detail", "truncated", "predictions")}
+        for lang, split in tqdm(keys or list(self.sets), desc="evaluate", unit="set", leave=False):
             s = self.sets[(lang, split)]
-            result = score(s.gold, s.predict(logits_fn, self.pad_id, batch_size))
-            f1.setdefault(lang, {})[split] = result["f1"]
-            detail.setdefault(lang, {})[split] = result
-            truncated.setdefault(lang, {})[split] = dict(s.truncated)
-        return {"f1": f1, "detail": detail, "truncated": truncated}
+            pred = s.predict(logits_fn, self.pad_id, batch_size)
+            result = score(s.gold, pred)
+            values = {"f1": result["f1"], "f1_strict": result["f1_strict"], "ill_formed": result["ill_formed"],
+                      "detail": result, "truncated": dict(s.truncated)}
+            for name, value in values.items():
+                out[name].setdefault(lang, {})[split] = value
+            out["predictions"][(lang, split)] = pred
+        return out
 
 
 def mls(f1: Mapping[str, Mapping[str, float]], reference: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -54,3 +54,12 @@ def dense_throughput(runtime: str = "onnxruntime") -> float:
     """Items/s of the paper's dense base model at batch 4 in `runtime` (its Table 2): the base of
     the speedups it quotes, e.g. 11.7x for xlm 90 q in deepsparse over onnxruntime's 18.7."""
     return float(tables()["table2_baseline_throughput"]["base_model"][runtime])
+
+
+QUALITY_ROW = ("table8_combined", "xlm 90 q")
+
+
+def quality_line() -> float:
+    """The paper's bar for a fast model: the test mls of its `xlm 90 q` (Table 8)."""
+    table, row = QUALITY_ROW
+    return float(f1_table(table).loc[row, "mls_test"])

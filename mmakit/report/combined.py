@@ -13,7 +13,9 @@ PAPER_SPEED = "table10_final_throughput"
 
 
 def runs(records: list[dict]) -> list[dict]:
-    return [r for r in records if r["technique"].get("method") == "combined"]
+    """06's pipelines, seed aggregates in place of the seeds they summarise."""
+    aggregated = {run for r in records for run in r.get("aggregate_of", ())}
+    return [r for r in records if r["technique"].get("method") == "combined" and r["run"] not in aggregated]
 
 
 def label(record: dict) -> str:
@@ -21,12 +23,16 @@ def label(record: dict) -> str:
     es,nl (beyond the paper), ...`."""
     t = record["technique"]
     parts = [f"L{t['student']} student" if t.get("student") else "12 layers"]
+    if t.get("generic_langs"):
+        parts[0] += f" after generic {','.join(t['generic_langs'])} text"
+    if t.get("student_steps"):
+        parts[0] += f" ({t['student_steps']} steps)"
     if t.get("unlabelled_langs"):
         parts[0] += f" + unlabelled {','.join(t['unlabelled_langs'])} (beyond the paper)"
     if t.get("sparsity"):
         parts.append(f"OBS {round(100 * t['sparsity'])}%" + (" 4-block" if t.get("group_size") == 4 else ""))
     coverage = "every MatMul int8" if t.get("coverage") != "exclusions" else "float: " + ", ".join(t.get("float_ops", []))
-    return ", ".join(parts) + f", QAT ({coverage})"
+    return ", ".join(parts) + f", QAT{' with KD' if t.get('qat_distill') else ''} ({coverage})"
 
 
 def table8(records: list[dict]) -> pd.DataFrame:

@@ -1,175 +1,218 @@
-"""The paper's findings checked against our records: each one confirmed, refuted or open, with
-the numbers behind the verdict. A difference counts only beyond twice its noise: the sample
-standard deviation over seeds where the runs have several (of the paired differences for
-the teacher), else the seed spread of the dense baseline's mls (01's aggregate). A finding
-with no records behind it is open and says which runs would decide it."""
+"""The paper's findings checked against our records, every one by the same rule.
+
+Each finding is one or more comparisons; each comparison carries its difference, a 95%
+interval and what the interval rests on (`paired`: seeds shared by both sides, lineage, the
+bootstrap over sentences for one seed), and a verdict by `intervals.verdict`: confirmed when the
+interval lies on the paper's side of the no-effect value, refuted when on the other side, open
+when it contains it or when nothing could be judged. A finding's verdict comes from the
+comparisons that decide it (`intervals.overall`). Only runs made as the paper makes them take
+part: english-only data, and for 03 runs pruned as the paper prunes each method. Records of
+different CPU classes are never compared: every finding is checked within each class.
+"""
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
+from mmakit.report import combined as combined_report
 from mmakit.report import distillation as distillation_report
+from mmakit.report.bootstrap import Bootstrap
+from mmakit.report.groups import by_cpu, is_zero_shot
+from mmakit.report.intervals import (MORE, NO_EFFECT, OPEN, Estimate, overall, pooled_difference, ratio_interval,
+                                     unjudged, verdict)
+from mmakit.report.paired import Study, value
 from mmakit.report.pruning import as_the_paper_prunes
 
-CONFIRMED, REFUTED, OPEN = "confirmed", "refuted", "open"
-SPLIT = "test"
+OBS_MAGNITUDE = "OBS keeps es/nl better than magnitude pruning (same sparsity)"
+OBS_MOVEMENT = "OBS keeps es/nl better than movement pruning (same sparsity)"
+CUBIC = "A cubic sparsity schedule beats a linear one at the end (OBS 90%)"
+QUANTIZATION = "Quantization barely touches mls"
+SPARSE_DEEPSPARSE = "Unstructured sparsity speeds up deepsparse"
+SPARSE_ORT = "Unstructured sparsity does not speed up onnxruntime"
+TEACHER = "A teacher keeps multilinguality (the 6-layer student decides)"
+COMBINATION = "Pruning + QAT adds nothing beyond its parts"
+COLUMNS = ["claim", "difference", "ci_low", "ci_high", "null", "basis", "verdict", "decides"]
 
 
-def _aggregates(records: list[dict], notebook: str) -> list[dict]:
-    return [r for r in records if r["notebook"] == notebook and r.get("aggregate_of")]
+def _row(finding: str, comparison: str, estimate: Estimate, claim: str, decides: bool = True) -> dict:
+    return {"finding": finding, "comparison": comparison, "claim": claim, "difference": estimate.value,
+            "ci_low": estimate.low, "ci_high": estimate.high, "null": estimate.null, "basis": estimate.basis,
+            "verdict": verdict(estimate, claim), "decides": decides}
 
 
-def baseline_noise(records: list[dict]) -> float | None:
-    """The seed standard deviation of the dense baseline's test mls (01's seed aggregate)."""
-    found = [r["mls_std"][SPLIT] for r in _aggregates(records, "01_baselines")
-             if not r.get("params", {}).get("run_tag") and (r.get("mls_std") or {}).get(SPLIT) is not None]
-    return found[0] if found else None
+def _not_run(finding: str, needs: str, claim: str = MORE) -> dict:
+    return _row(finding, needs, unjudged(None, "not run"), claim)
 
 
-def judge(difference: float, noise: float | None) -> str:
-    """confirmed when `difference` (signed so that the paper's claim is positive) exceeds twice
-    the noise, refuted when it is below minus twice the noise, else open."""
-    if noise is None or math.isnan(noise):
-        return OPEN
-    if difference > 2 * noise:
-        return CONFIRMED
-    return REFUTED if difference < -2 * noise else OPEN
+def _setting(records: Sequence[Mapping], **match) -> Mapping | None:
+    """The one setting (a seed aggregate, else a single run) of 03's gradual runs pruned as the
+    paper prunes, with the given technique values."""
+    found = [r for r in records if r["notebook"] == "03_obs" and r["technique"].get("mode") == "gradual"
+             and as_the_paper_prunes(r["technique"]) and is_zero_shot(r)
+             and all(abs(r["technique"].get(k) - v) < 1e-9 if isinstance(v, float) else r["technique"].get(k) == v
+                     for k, v in match.items())]
+    aggregates = [r for r in found if r.get("aggregate_of")]
+    return (aggregates or found or [None])[0]
 
 
-def _pruned(records: list[dict], method: str, sparsity: float, schedule: str = "cubic") -> dict | None:
-    found = [r for r in _aggregates(records, "03_obs") if r["technique"].get("mode") == "gradual"
-             and r["technique"]["method"] == method and abs(r["technique"]["sparsity"] - sparsity) < 1e-9
-             and r["technique"]["schedule"] == schedule and as_the_paper_prunes(r["technique"])]
-    return found[0] if found else None
+def _sparsities(records: Sequence[Mapping], method: str) -> set[float]:
+    return {round(r["technique"]["sparsity"], 4) for r in records if r["notebook"] == "03_obs"
+            and r["technique"].get("method") == method and r["technique"].get("mode") == "gradual"}
 
 
-def _noise(a: dict, b: dict, fallback: float | None) -> float | None:
-    """The larger of two aggregates' seed sd of test mls, else the fallback."""
-    spreads = [s for s in ((a.get("mls_std") or {}).get(SPLIT), (b.get("mls_std") or {}).get(SPLIT)) if s is not None]
-    return max(spreads) if spreads else fallback
-
-
-def _mls(r: dict) -> float:
-    return r["mls"][SPLIT]
-
-
-def obs_keeps_languages(records: list[dict], noise: float | None) -> dict:
-    """OBS keeps es/nl far better than magnitude and movement at the same sparsity."""
+def pruning_criterion(study: Study, rival: str, finding: str) -> list[dict]:
+    """OBS (cubic) minus `rival` in test mls at each sparsity both were pruned to as the paper
+    prunes them (movement in Sanh et al.'s regime, whose schedule is its own)."""
     rows = []
-    for sparsity in (0.8, 0.9):
-        obs = _pruned(records, "obs", sparsity)
-        for other in ("magnitude", "movement"):
-            rival = _pruned(records, other, sparsity)
-            if obs and rival:
-                rows.append((f"{other} {sparsity:.0%}", _mls(obs) - _mls(rival), _noise(obs, rival, noise),
-                             obs["f1"]["en"][SPLIT] - rival["f1"]["en"][SPLIT]))
-    return _verdict("OBS keeps es/nl far better than magnitude and movement (same sparsity)", rows,
-                    "03: obs and magnitude/movement runs at the same sparsity",
-                    lambda label, d, n, en: f"vs {label}: mls {d:+.3f} (2 sd {2 * n:.3f}), en {en:+.3f}" if n is not None
-                    else f"vs {label}: mls {d:+.3f}, en {en:+.3f}")
+    for sparsity in sorted(_sparsities(study.records, "obs") & _sparsities(study.records, rival)):
+        obs = _setting(study.records, method="obs", sparsity=sparsity, schedule="cubic")
+        other = _setting(study.records, method=rival, sparsity=sparsity, **({} if rival == "movement" else {"schedule": "cubic"}))
+        if obs and other:
+            rows.append(_row(finding, f"obs {sparsity:.0%} minus {rival} {sparsity:.0%}", study.difference(obs, other), MORE))
+    return rows or [_not_run(finding, f"needs 03's obs and {rival} at one sparsity, each pruned as the paper prunes it")]
 
 
-def cubic_beats_linear(records: list[dict], noise: float | None) -> dict:
-    """Cubic beats linear at the end of the schedule (OBS, 90%)."""
-    cubic, linear = _pruned(records, "obs", 0.9, "cubic"), _pruned(records, "obs", 0.9, "linear")
-    rows = [("obs 90%", _mls(cubic) - _mls(linear), _noise(cubic, linear, noise),
-             cubic["f1"]["en"][SPLIT] - linear["f1"]["en"][SPLIT])] if cubic and linear else []
-    return _verdict("A cubic sparsity schedule beats a linear one at the end", rows, "03: obs-90-cubic and obs-90-linear",
-                    lambda label, d, n, en: f"{label} cubic minus linear: mls {d:+.3f} (2 sd {2 * n:.3f}), en {en:+.3f}"
-                    if n is not None else f"{label} cubic minus linear: mls {d:+.3f}, en {en:+.3f}")
+def cubic_beats_linear(study: Study) -> list[dict]:
+    """OBS 90%: cubic minus linear schedule in test mls."""
+    cubic, linear = (_setting(study.records, method="obs", sparsity=0.9, schedule=s) for s in ("cubic", "linear"))
+    if not (cubic and linear):
+        return [_not_run(CUBIC, "needs 03's obs-90-cubic and obs-90-linear")]
+    return [_row(CUBIC, "obs 90% cubic minus linear", study.difference(cubic, linear), MORE)]
 
 
-def _quantization_changes(records: list[dict]) -> dict[str, list[float]]:
-    """Per int8 method, 05's test mls change against the fp32 graph, one value per baseline seed quantized."""
-    changes: dict[str, list[float]] = {}
-    for r in records:
-        if r["notebook"] == "05_quantization" and r["technique"].get("int8") and r.get("mls_vs_fp32"):
-            changes.setdefault(r["technique"]["method"], []).append(r["mls_vs_fp32"][SPLIT])
-    return changes
+def _fp32_of(study: Study, record: Mapping) -> Mapping | None:
+    """05's fp32 graph of the checkpoint a quantized record was made from."""
+    key = (record.get("baseline") or {}).get("key")
+    return next((r for r in study.records if r["notebook"] == "05_quantization" and r["technique"]["method"] == "fp32"
+                 and (r.get("baseline") or {}).get("key") == key), None)
 
 
-def quantization_keeps_mls(records: list[dict], noise: float | None) -> dict:
-    """Quantization barely touches mls: every int8 method's mean test mls change against our own
-    fp32 graph within twice its noise (the change's sd over baseline seeds where several were
-    quantized, else the baseline's seed sd)."""
-    changes = _quantization_changes(records)
-    if not changes or noise is None:
-        return {"finding": "Quantization barely touches mls", "verdict": OPEN,
-                "evidence": "needs 05's records and 01's seed aggregate"}
-    judged = {m: (float(np.mean(c)), float(np.std(c, ddof=1)) if len(c) > 1 else noise, len(c)) for m, c in changes.items()}
-    verdict = CONFIRMED if all(abs(mean) <= 2 * sd for mean, sd, _ in judged.values()) else REFUTED
-    detail = ", ".join(f"{m} {mean:+.3f} (2 sd {2 * sd:.3f}, {n} seed{'s' if n > 1 else ''})"
-                       for m, (mean, sd, n) in judged.items())
-    return {"finding": "Quantization barely touches mls", "verdict": verdict,
-            "evidence": f"mean test mls change vs fp32: {detail}; one seed is judged by the baseline's sd"}
+def quantized_pairs(study: Study, method: str, exclude: Sequence[str] | None = None) -> list[tuple[Mapping, Mapping]]:
+    """(int8 graph, its fp32 graph) per baseline seed quantized with `method` (and, if given, these float ops)."""
+    pairs = []
+    for r in study.records:
+        t = r["technique"]
+        if r["notebook"] == "05_quantization" and t.get("int8") and t["method"] == method and (
+                exclude is None or sorted((t.get("settings") or {}).get("exclude") or []) == sorted(exclude)):
+            fp32 = _fp32_of(study, r)
+            if fp32:
+                pairs.append((r, fp32))
+    return pairs
 
 
-def sparsity_pays_in_deepsparse(records: list[dict], batch: int = 4) -> dict:
-    """Unstructured sparsity gives no speedup in onnxruntime and a large one in deepsparse."""
-    ratios: dict[str, list[float]] = {"onnxruntime": [], "deepsparse": []}
-    for r in records:
-        if r["notebook"] == "03_obs" and r["technique"].get("mode") == "gradual" and not r.get("aggregate_of"):
-            for t in r.get("throughput") or []:
-                if t["model"] == "pruned" and t["batch"] == batch and t.get("status") == "ok" and t["runtime"] in ratios:
-                    ratios[t["runtime"]].append(t["speedup"])
-    if not ratios["onnxruntime"] or not ratios["deepsparse"]:
-        return {"finding": "Unstructured sparsity pays only in deepsparse", "verdict": OPEN,
-                "evidence": "needs 03's gradual runs timed in both runtimes"}
-    ort, ds = float(np.median(ratios["onnxruntime"])), float(np.median(ratios["deepsparse"]))
-    verdict = CONFIRMED if ort < 1.2 and ds > 1.5 else (REFUTED if ort >= 1.2 or ds <= 1.0 else OPEN)
-    return {"finding": "Unstructured sparsity pays only in deepsparse", "verdict": verdict,
-            "evidence": f"pruned over dense onnxruntime at batch {batch}, median of {len(ratios['deepsparse'])} runs: "
-                        f"onnxruntime {ort:.2f}x, deepsparse {ds:.2f}x (confirmed below 1.2x and above 1.5x)"}
+def quantization_keeps_mls(study: Study) -> list[dict]:
+    """Each int8 method's test mls change against the fp32 graph of the same checkpoint, paired
+    over the baseline seeds quantized. The paper claims no effect."""
+    methods = sorted({r["technique"]["method"] for r in study.records
+                      if r["notebook"] == "05_quantization" and r["technique"].get("int8")})
+    rows = [_row(QUANTIZATION, f"{m} int8 minus fp32", study.paired(quantized_pairs(study, m)), NO_EFFECT)
+            for m in methods if quantized_pairs(study, m)]
+    return rows or [_not_run(QUANTIZATION, "needs 05's int8 graphs and their fp32 graph", NO_EFFECT)]
 
 
-def teacher_keeps_languages(records: list[dict]) -> dict:
-    """A teacher keeps multilinguality: test mls with minus without the teacher, paired by seed."""
-    effect = distillation_report.teacher_effect([r for r in records if r["notebook"] == "04_distillation"])
-    if effect.empty:
-        return {"finding": "A teacher keeps multilinguality", "verdict": OPEN,
-                "evidence": "needs 04's students run with and without the teacher"}
-    rows = effect.xs(f"mls_{SPLIT}", level="measure")
-    verdicts = {s: judge(row["mean"], row["sd"]) for s, row in rows.iterrows()}
-    overall = CONFIRMED if set(verdicts.values()) == {CONFIRMED} else (
-        REFUTED if REFUTED in verdicts.values() else OPEN)
-    detail = "; ".join(f"{s}: {row['mean']:+.3f} (sd {row['sd']:.3f} over {int(row['pairs'])} pairs)" if row["sd"] is not None
-                       else f"{s}: {row['mean']:+.3f} (one pair)" for s, row in rows.iterrows())
-    return {"finding": "A teacher keeps multilinguality", "verdict": overall, "evidence": f"test mls, teacher minus none: {detail}"}
+def _speed_ratio(record: Mapping, runtime: str, batch: int) -> float | None:
+    """The pruned graph's items/s over the dense graph's, same runtime and batch, timed in one run."""
+    rates = {t.get("model"): t.get("items_per_s") for t in record.get("throughput") or []
+             if t.get("runtime") == runtime and t.get("batch") == batch and t.get("status") == "ok"}
+    return rates["pruned"] / rates["dense"] if rates.get("pruned") and rates.get("dense") else None
 
 
-def combination_is_additive(records: list[dict], noise: float | None) -> dict:
-    """The combination adds nothing beyond its parts: OBS 90% + QAT loses what OBS 90% and QAT
-    lose apart (test mls), within twice the larger of the baseline's and OBS 90%'s seed sd."""
-    combined = [r for r in records if r["notebook"] == "06_combined" and r["technique"].get("coverage") == "exclusions"
-                and r["technique"].get("sparsity") == 0.9 and not r["technique"].get("student")]
-    pruned = _pruned(records, "obs", 0.9)
-    qat = _quantization_changes(records).get("qat")
-    if not (combined and pruned and qat) or noise is None:
-        return {"finding": "Pruning + QAT adds nothing beyond its parts", "verdict": OPEN,
-                "evidence": "needs 06's obs90-q, 03's obs-90-cubic, 05's qat and 01's seed aggregate"}
-    qat_change = float(np.mean(qat))
-    extra = (_mls(combined[0]) - _mls(pruned)) - qat_change
-    noise = max(noise, _noise(pruned, {}, noise))  # the pruned run's seed spread dominates the baseline's
-    verdict = CONFIRMED if abs(extra) <= 2 * noise else REFUTED
-    return {"finding": "Pruning + QAT adds nothing beyond its parts", "verdict": verdict,
-            "evidence": f"obs90-q minus obs-90 {_mls(combined[0]) - _mls(pruned):+.3f} test mls, QAT alone {qat_change:+.3f}: "
-                        f"interaction {extra:+.3f} (2 sd {2 * noise:.3f})"}
+def sparsity_speedups(study: Study, batch: int = 4) -> list[dict]:
+    """The paper's "sparsity pays only in deepsparse" as two findings: per sparsity, the sparse
+    graph over the dense one in the same runtime and run (batch 4), over every 03 gradual run:
+    a speedup in deepsparse (more), none in onnxruntime (no effect)."""
+    sparsities = sorted(_sparsities(study.records, "obs") | _sparsities(study.records, "magnitude"))
+    rows = []
+    for runtime, finding, claim in (("deepsparse", SPARSE_DEEPSPARSE, MORE), ("onnxruntime", SPARSE_ORT, NO_EFFECT)):
+        found = []
+        for sparsity in sparsities:
+            runs = [r for r in study.records if r["notebook"] == "03_obs" and r["technique"].get("mode") == "gradual"
+                    and not r.get("aggregate_of") and abs(r["technique"]["sparsity"] - sparsity) < 1e-9]
+            ratios = [x for x in (_speed_ratio(r, runtime, batch) for r in runs) if x]
+            if ratios:
+                found.append(_row(finding, f"{sparsity:.0%} sparse over dense, {runtime}, batch {batch}",
+                                  ratio_interval(ratios), claim))
+        rows += found or [_not_run(finding, f"needs 03's gradual runs timed in {runtime}", claim)]
+    return rows
 
 
-def _verdict(finding: str, rows: list[tuple], needs: str, describe) -> dict:
-    """One verdict over several comparisons: confirmed only if every one is, refuted if any is."""
-    if not rows:
-        return {"finding": finding, "verdict": OPEN, "evidence": f"needs {needs}"}
-    verdicts = [judge(d, n) for _, d, n, _ in rows]
-    overall = CONFIRMED if set(verdicts) == {CONFIRMED} else (REFUTED if REFUTED in verdicts else OPEN)
-    return {"finding": finding, "verdict": overall, "evidence": "; ".join(describe(*row) for row in rows)}
+def teacher_keeps_languages(study: Study) -> list[dict]:
+    """Per student size: with minus without the teacher in test mls, paired by seed. The claim is
+    the paper's distilmBERT's (6 layers), so the 6-layer row decides; the others inform."""
+    settings: dict[tuple, dict[bool, Mapping]] = {}
+    for r in distillation_report.aggregates(study.records):
+        t = r["technique"]
+        if is_zero_shot(r) and not t.get("intermediate"):
+            settings.setdefault((t["num_layers"], t.get("student_model") or ""), {})[bool(t["teacher"])] = r
+    rows = [_row(TEACHER, f"L{layers}{' ' + model if model else ''} student: teacher minus none",
+                 study.difference(sides[True], sides[False]), MORE, decides=layers == 6)
+            for (layers, model), sides in sorted(settings.items()) if len(sides) == 2]
+    if not any(row["decides"] for row in rows):
+        rows.append(_not_run(TEACHER, "needs 04's 6-layer student with and without the teacher"))
+    return rows
 
 
-def findings(records: list[dict]) -> pd.DataFrame:
-    """Every checked finding of the paper with its verdict and evidence."""
-    noise = baseline_noise(records)
-    rows = [obs_keeps_languages(records, noise), quantization_keeps_mls(records, noise), cubic_beats_linear(records, noise),
-            sparsity_pays_in_deepsparse(records), teacher_keeps_languages(records), combination_is_additive(records, noise)]
-    return pd.DataFrame(rows).set_index("finding")
+def _qat_on_dense(study: Study, float_ops: Sequence[str]) -> list[float]:
+    pairs = quantized_pairs(study, "qat", float_ops)
+    return [value(q) - value(fp32) for q, fp32 in pairs]
+
+
+def combination_is_additive(study: Study) -> list[dict]:
+    """Each QAT pipeline of 06 (QAT on English cross-entropy, as the paper's) against the model it
+    quantized, seed by seed, as an interaction with QAT's effect on the dense baselines (05, same
+    float exclusions): mean over the pipeline's seeds of (pipeline - its source) minus the mean of
+    (QAT - fp32), a pooled two-sample t interval. Pipelines whose source has no record (students
+    pruned inside 06) or whose coverage 05 did not quantize (every MatMul int8) cannot be split
+    into parts and are left out."""
+    rows = []
+    for r in combined_report.runs(study.records):
+        t = r["technique"]
+        dense = _qat_on_dense(study, t.get("float_ops") or [])
+        if t.get("quantization") != "qat" or t.get("qat_distill") or not is_zero_shot(r) or not dense:
+            continue
+        pairs = [(run, study.source(run)) for run in study.seeds(r).values()]
+        pairs = [(a, b) for a, b in pairs if b is not None and None not in (value(a), value(b))]
+        if pairs:
+            sources = ", ".join(b["run"] for _, b in pairs)
+            rows.append(_row(COMBINATION, f"({r['run']} - {sources}) - (QAT - fp32 on the dense baselines)",
+                             pooled_difference([value(a) - value(b) for a, b in pairs], dense), NO_EFFECT))
+    return rows or [_not_run(COMBINATION, "needs a 06 QAT pipeline with its source's record and 05's QAT on the "
+                             "dense baselines", NO_EFFECT)]
+
+
+def findings(records: Sequence[Mapping], bootstrap: Bootstrap | None = None) -> pd.DataFrame:
+    """Every comparison behind the paper's findings, per CPU class: index (cpu, finding,
+    comparison); columns claim (more / no effect), difference (test mls, or a speed ratio),
+    ci_low, ci_high (95%), basis, verdict, decides (whether it counts for the finding)."""
+    rows = []
+    for cpu, group in sorted(by_cpu(records).items()):
+        study = Study(group, bootstrap)
+        checks = [pruning_criterion(study, "magnitude", OBS_MAGNITUDE), pruning_criterion(study, "movement", OBS_MOVEMENT),
+                  cubic_beats_linear(study), quantization_keeps_mls(study), sparsity_speedups(study),
+                  teacher_keeps_languages(study), combination_is_additive(study)]
+        rows += [row | {"cpu": cpu} for check in checks for row in check]
+    return pd.DataFrame(rows, columns=["cpu", "finding", "comparison", *COLUMNS]).set_index(["cpu", "finding", "comparison"])
+
+
+def verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per CPU class and finding: the verdict of its deciding comparisons and their evidence."""
+    rows = []
+    for (cpu, finding), group in table.groupby(level=["cpu", "finding"], sort=False):
+        deciding = group[group.decides]
+        evidence = "; ".join(_evidence(comparison, row) for (_, _, comparison), row in deciding.iterrows())
+        rows.append({"cpu": cpu, "finding": finding, "verdict": overall(list(deciding.verdict)) if len(deciding) else OPEN,
+                     "evidence": evidence})
+    return pd.DataFrame(rows).set_index(["cpu", "finding"])
+
+
+def as_estimate(row: pd.Series) -> Estimate:
+    """A row of `findings` back as an Estimate (for its text)."""
+    def number(x: float) -> float | None:
+        return None if pd.isna(x) else float(x)
+    return Estimate(number(row.difference), number(row.ci_low), number(row.ci_high), row.basis, float(row.null))
+
+
+def _evidence(comparison: str, row: pd.Series) -> str:
+    shown = as_estimate(row).text()
+    return f"{comparison}: {shown} ({row.basis})" if shown else f"{comparison} ({row.basis})"

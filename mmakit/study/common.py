@@ -26,6 +26,7 @@ from mmakit.study import params, provenance
 from mmakit.study.cache import cache_key, cached_fine_tune
 from mmakit.study.code_version import versions_for
 from mmakit.study.params import Params
+from mmakit.study.predictions import write_predictions
 from mmakit.study.records import aggregate, make_record, now, read_records, write_record
 
 
@@ -120,10 +121,12 @@ def reference_f1(P: Params) -> tuple[str, dict]:
 
 
 def score(P: Params, suite: EvalSuite, logits_fn: LogitsFn) -> dict:
-    """F1 per language and split, per-type detail, and mls against the run's reference."""
+    """`suite.evaluate`'s scores and predictions of every set, the gold tags they were scored
+    against, and mls (of the headline F1) against the run's reference."""
     result = suite.evaluate(logits_fn)
     ref_name, ref = reference_f1(P)
-    return result | {"mls": mls(result["f1"], ref), "mls_reference": ref_name}
+    gold = {key: suite.sets[key].gold for key in result["predictions"]}
+    return result | {"gold": gold, "mls": mls(result["f1"], ref), "mls_reference": ref_name}
 
 
 class RunClock:
@@ -145,12 +148,16 @@ def per_type(scored: dict) -> dict:
 def result_record(P: Params, run: str, technique: dict, scored: dict, clock: RunClock, model: str | None = None,
                   **extra: object) -> dict:
     """The record every driver writes for a scored model: the contract's fields from the run's
-    parameters and `score`'s result (F1, mls, per-type F1, words lost to truncation), plus
-    `extra`; `model` names the profile model it started from (default: the `model` parameter)."""
+    parameters and `score`'s result (F1, strict F1, ill-formed chunks, mls, per-type F1, words
+    lost to truncation), plus `extra`; `model` names the profile model it started from (default:
+    the `model` parameter). The predictions are written beside the results first, and the
+    record names their file."""
+    predictions = write_predictions(P.notebook, run, scored["predictions"], scored["gold"], P.get("results_dir"))
     return make_record(
         notebook=P.notebook, run=run, profile=P.profile, model=P.model_spec(model).source, technique=technique,
-        params=dict(P), f1=scored["f1"], mls=scored["mls"], mls_reference=scored["mls_reference"],
-        per_type=per_type(scored), truncated=scored.get("truncated"), started=clock.started, seconds=clock.seconds,
+        params=dict(P), f1=scored["f1"], f1_strict=scored["f1_strict"], ill_formed=scored["ill_formed"],
+        mls=scored["mls"], mls_reference=scored["mls_reference"], per_type=per_type(scored),
+        truncated=scored.get("truncated"), predictions=predictions, started=clock.started, seconds=clock.seconds,
         **extra,
     )
 
@@ -162,7 +169,8 @@ def finish(P: Params, record: dict) -> dict:
 
 
 # parameters that may differ between the seed runs of one protocol
-PER_RUN = ("seed", "experiment", "speed_probe_steps", "results_dir", "cache_dir", "data_dir", "model_dir")
+PER_RUN = ("seed", "combine_seed", "experiment", "speed_probe_steps", "results_dir", "cache_dir", "data_dir", "model_dir",
+           "generic_text_dir")
 
 
 def same_protocol(a: dict, b: dict, notebook: str | None = None) -> bool:

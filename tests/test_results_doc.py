@@ -1,0 +1,38 @@
+"""No number typed by hand: README's headline block is what the committed records give, and
+RESULTS.md is rendered from records with every section, interval and paper reference column."""
+from mmakit.core.paths import REPO
+from mmakit.report import results
+from mmakit.study.records import read_records
+from tests.report_records import baselines, pipeline, pruned, quantized
+
+COMMITTED = REPO / "outputs" / "results"
+
+
+def test_readmes_headline_block_is_what_the_committed_records_give():
+    records = [r for r in read_records(COMMITTED) if r["profile"] == "quick"]
+    shown = results.readme_block_in((REPO / "README.md").read_text())
+    assert shown is not None, "README.md lost its headline markers"
+    assert shown == results.readme_block(records), "README's headline is stale: run `python -m mmakit report --readme`"
+
+
+def test_the_readme_block_is_rewritten_between_its_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{results.HEADLINE_START}\nold\n{results.HEADLINE_END}\nrest\n")
+    block = f"{results.HEADLINE_START}\nnew\n{results.HEADLINE_END}"
+    assert results.update_readme(readme, block) and not results.update_readme(readme, block)
+    assert readme.read_text() == f"intro\n{block}\nrest\n"
+
+
+def test_results_markdown_holds_every_table_with_intervals_and_paper_columns():
+    records = (baselines({42: -0.124, 43: -0.121, 44: -0.125}) + pruned("obs", 0.9, {42: -0.433, 43: -0.392})
+               + pruned("magnitude", 0.9, {42: -0.53, 43: -0.55})
+               + [r for seed in (42, 43, 44) for r in quantized("qat", seed, 0.004)]
+               + [pipeline("obs90-q", -0.451, "obs-90-cubic-s42")])
+    text = results.results_markdown(records, "quick")
+    for heading in ("The paper's findings", "Baseline (Tables 1 and 2)", "Unstructured pruning (Table 3)",
+                    "Distillation (Tables 4 and 5)", "Quantization (Tables 6 and 7)", "Combined pipelines (Tables 8-10)",
+                    "The fastest model per setting", "# CPU class avx512-bf16: avx512-bf16 test CPU, 2 cores"):
+        assert heading in text
+    assert "| xlm 90 q |" in text and "paper mls" in text and "xlm magnitude 90" in text
+    assert "-0.123 [-0.129, -0.118]" in text  # the baseline's seed mean with its t interval
+    assert "no predictions stored: not judged" in text  # the one-seed pipeline against its baseline
