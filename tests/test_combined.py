@@ -1,5 +1,6 @@
 """06_combined on the smoke profile: a distilled student, 4-block OBS with KD, QAT with the masks
 kept, two int8 graphs (float exclusions, every MatMul int8) scored and timed beside the dense graph."""
+import pandas as pd
 import pytest
 
 from mmakit.report import combined as combined_report
@@ -31,36 +32,105 @@ def test_a_student_pruned_in_4_blocks_then_qat_gives_two_int8_records(work_dirs,
 
 def test_a_student_taught_on_unlabelled_languages_names_and_labels_its_pipeline(smoke):
     from mmakit.study import combined
+    from mmakit.study.data_setting import data_setting
     from mmakit.study.params import Params
 
     P = Params(dict(smoke) | {"combine_student": 6, "combine_unlabelled_langs": ["es", "nl"], "combine_sparsity": 0.8,
                               "combine_group_size": 4})
     assert combined.pipeline_name(P) == "tiny-L6-kd-unlab_es_nl-obs80-4block-q"
     assert combined.student_params(P)["unlabelled_langs"] == ["es", "nl"]  # 04's cached student of that name
+    assert data_setting(combined.NOTEBOOK, P) == "target-unlabelled"
     info = {"settings": {"exclude": ["attention_scores"]}}
     record = {"technique": combined.technique(P, "exclusions", {}, info)}
     assert combined_report.label(record).startswith("L6 student + unlabelled es,nl (beyond the paper), OBS 80% 4-block")
     plain = Params(P | {"combine_unlabelled_langs": []})
     assert combined.pipeline_name(plain) == "tiny-L6-kd-obs80-4block-q"
     assert combined.student_params(plain)["unlabelled_langs"] == []
+    assert data_setting(combined.NOTEBOOK, plain) == "english-only"
 
 
-def _timed(run: str, mls: float, speedups: dict[int, float], unlabelled: list[str] | None = None) -> dict:
-    return {"notebook": "06_combined", "run": run, "technique": {"method": "combined", "unlabelled_langs": unlabelled},
-            "mls": {"test": mls}, "throughput": [{"runtime": "deepsparse", "batch": b, "status": "ok", "speedup": s}
-                                                   for b, s in speedups.items()]}
+def test_a_staged_student_with_its_seed_and_qat_distillation_names_its_pipeline(smoke):
+    from mmakit.study import combined
+    from mmakit.study.data_setting import data_setting
+    from mmakit.study.params import Params
+
+    P = Params(dict(smoke) | {"combine_student": 6, "combine_generic_langs": ["en", "es", "nl", "de", "fr"],
+                              "combine_sparsity": 0.8, "combine_group_size": 4, "qat_distill": True,
+                              "combine_seed": 43})
+    assert combined.pipeline_name(P) == "tiny-L6-generic_en_es_nl_de_fr-kd-obs80-4block-qkd"
+    assert combined.record_names(P, "exclusions") == ("tiny-L6-generic_en_es_nl_de_fr-kd-obs80-4block-qkd-s43",
+                                                      "tiny-L6-generic_en_es_nl_de_fr-kd-obs80-4block-qkd")
+    assert combined.record_names(P, combined.ALL_INT8)[0].endswith(f"-qkd-{combined.ALL_INT8}-s43")
+    student, pruning = combined.student_params(P), combined.pruning_params(P)
+    assert student["generic_langs"] == ["en", "es", "nl", "de", "fr"] and student["seed"] == pruning["seed"] == 43
+    assert data_setting(combined.NOTEBOOK, P) == "generic-multilingual"
+    english = Params(P | {"combine_generic_langs": ["en"], "combine_seed": None, "qat_distill": False})
+    assert combined.pipeline_name(english) == "tiny-L6-generic_en-kd-obs80-4block-q"
+    assert combined.record_names(english, "exclusions") == ("tiny-L6-generic_en-kd-obs80-4block-q", None)
+    seeds = combined.student_params(english)["seed"], combined.pruning_params(english)["seed"]
+    assert seeds == (smoke["baseline_seed"],) * 2
+    assert data_setting(combined.NOTEBOOK, english) == "english-only"
+
+
+def test_qat_distils_from_the_dense_baseline_into_a_staged_student_of_its_seed(smoke):
+    from mmakit.study import combined, common, params
+    from mmakit.study.records import read_records
+
+    given = {"profile": "smoke", "cache_dir": smoke["cache_dir"], "results_dir": smoke["results_dir"],
+             "combine_student": 1, "combine_generic_langs": "en,es", "qat_distill": True, "combine_seed": 43, "seeds": "42,43",
+             "runtimes": "onnxruntime", "batches": "1", "bench_seconds": 0.1, "bench_rounds": 1}
+    P = params.resolve(given, "06_combined")
+    common.setup(P)
+    records = {r["run"]: r for r in combined.run(P)}
+    assert set(records) == {"tiny-L1-generic_en_es-kd-qkd-s43", "tiny-L1-generic_en_es-kd-qkd-int8all-s43"}
+    q = records["tiny-L1-generic_en_es-kd-qkd-s43"]
+    made = q["technique"]["made"]
+    assert q["data_setting"] == "generic-multilingual" and q["params"]["seed"] == 43 and q["technique"]["qat_distill"]
+    assert made["start"]["generic_langs"] == ["en", "es"] and made["start"]["task_agnostic"]
+    assert made["qat_teacher"]["teacher"] == common.fine_tuned(P)[2]["key"] and made["qat_teacher"]["kd"]["hardness"] == 1.0
+    assert q["quantization"]["qat"]["steps"] > 0
+    aggregate = {r["run"]: r for r in read_records(smoke["results_dir"], "06_combined")}["tiny-L1-generic_en_es-kd-qkd"]
+    assert aggregate["aggregate_of"] == ["tiny-L1-generic_en_es-kd-qkd-s43"]  # the seeds present so far
+
+
+def _timed(run: str, mls: float, speedups: dict[int, float], unlabelled: list[str] | None = None,
+           cpu_flags: tuple[str, ...] = ("avx2", "avx512f", "avx512_bf16")) -> dict:
+    return {"notebook": "06_combined", "run": run, "profile": "quick", "f1": {},
+            "technique": {"method": "combined", "unlabelled_langs": unlabelled},
+            "params": {"combine_student": 6, "combine_unlabelled_langs": unlabelled}, "mls": {"test": mls},
+            "env": {"cpu_flags": list(cpu_flags)},
+            "throughput": [{"runtime": "deepsparse", "batch": b, "status": "ok", "speedup": s} for b, s in speedups.items()]}
 
 
 def test_the_fastest_run_over_the_quality_line_is_found_per_batch_and_setting():
     records = [_timed("slow-good", -0.20, {1: 2.0, 4: 2.5}), _timed("fast-bad", -0.60, {1: 9.0, 4: 9.0}),
                _timed("mid", -0.30, {1: 3.0, 4: 2.0}), _timed("unlab", -0.25, {1: 5.0, 4: 5.5}, ["es", "nl"])]
     assert summary.quality_line() == pytest.approx(-0.37)
-    table = summary.fastest_meeting(records)
-    assert table.loc[(1, "deepsparse", "zero-shot"), "run"] == "06 mid"
-    assert table.loc[(4, "deepsparse", "zero-shot"), "run"] == "06 slow-good"
-    assert table.loc[(4, "deepsparse", "beyond the paper"), "speedup"] == pytest.approx(5.5)
+    table = summary.fastest_meeting(records).loc["avx512-bf16"]
+    assert table.loc[("english-only", 1, "deepsparse"), "run"] == "06 mid"
+    assert table.loc[("english-only", 4, "deepsparse"), "run"] == "06 slow-good"
+    assert table.loc[("target-unlabelled", 4, "deepsparse"), "speedup"] == pytest.approx(5.5)
     assert "06 fast-bad" not in set(table.run) and 8 not in table.index.get_level_values("batch")
     assert summary.fastest_meeting(records, line=-0.1).empty
+
+
+def test_target_unlabelled_runs_never_join_the_zero_shot_series():
+    records = [_timed("zero-shot", -0.30, {4: 2.0}), _timed("unlab", -0.10, {4: 5.0}, ["es", "nl"])]
+    frame = summary.frontier_frame(records)
+    assert frame.set_index("run")["setting"].to_dict() == {"06 zero-shot": "english-only", "06 unlab": "target-unlabelled"}
+    assert frame.frontier.all()  # the unlabelled run beats it on both, but in its own series
+    fig = summary.frontier_figure(records)
+    panels = {trace.xaxis for trace in fig.data if trace.name == "paper (deepsparse, english-only)"}
+    zero_shot = {trace.xaxis for trace in fig.data if trace.hovertext is not None and "06 zero-shot" in trace.hovertext}
+    assert len(panels) == 1 and panels == zero_shot and "unlab" not in summary.comparisons(records).get(
+        "06_combined vs paper table8_combined on avx512-bf16", pd.DataFrame()).to_string()
+
+
+def test_two_cpu_classes_are_separate_frontiers_and_rows():
+    records = [_timed("fast-cpu", -0.30, {4: 3.0}), _timed("slow-cpu", -0.20, {4: 2.0}, cpu_flags=("avx2",))]
+    frame = summary.frontier_frame(records)
+    assert set(frame.cpu) == {"avx512-bf16", "avx2"} and frame.frontier.all()
+    assert set(summary.fastest_meeting(records).index.get_level_values("cpu")) == {"avx512-bf16", "avx2"}
 
 
 def test_a_runs_speedup_is_its_own_models_not_the_dense_reference_timed_beside_it():

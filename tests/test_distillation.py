@@ -1,6 +1,7 @@
 """04_distillation: layer-dropped students, word-level KD across tokenizers with teacher logits
 computed once per sentence, and the notebook on the smoke profile."""
 import copy
+import json
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from mmakit.techniques.distillation import (
     encoder_layers,
     make_student,
 )
+from tests.test_notebooks import check_smoke_records
 
 
 def test_layer_choices_pick_distilbert_layers_and_a_three_layer_student():
@@ -73,9 +75,10 @@ def test_an_xlm_roberta_encoder_loses_layers_too():
 
 @pytest.fixture(scope="module")
 def two_tokenizers(smoke):
-    """A 2-layer teacher and a 1-layer student whose WordPiece vocabularies differ."""
+    """A 2-layer teacher and a 1-layer student whose WordPiece vocabularies differ (the fixture's
+    120 sentences hold 50 words and 46 characters: 120 entries keep 23 of the words whole)."""
     raw = common.english_train(smoke)
-    teacher, t_tok = _bert(raw["tokens"], layers=2, vocab_size=300)
+    teacher, t_tok = _bert(raw["tokens"], layers=2, vocab_size=120)
     fine_tune(teacher, tokenize_dataset(raw, t_tok), TrainConfig(epochs=3, lr=2e-3, batch_size=16), t_tok.pad_token_id)
     base, s_tok = _bert(raw["tokens"], layers=2, vocab_size=1500)
     return raw, teacher.eval(), t_tok, drop_layers(base, [1]), s_tok
@@ -152,7 +155,7 @@ def test_distillation_parameters_are_validated(work_dirs):
     assert params.resolve(base | {"student_layers": 1}, "04_distillation").student_layers == [1]
     with pytest.raises(ValueError, match="unlabelled_langs needs teacher=True and hardness=1"):
         distillation.kd_config(params.resolve(base | {"unlabelled_langs": "es", "hardness": 0.5}, "04_distillation"))
-    with pytest.raises(ValueError, match="allowed: es, nl"):
+    with pytest.raises(ValueError, match="choose from es, nl"):
         params.resolve(base | {"unlabelled_langs": "en"}, "04_distillation")
     with pytest.raises(ValueError, match="student_model 'distilbert' is not among the profile's models"):
         params.resolve(base | {"student_model": "distilbert"}, "04_distillation")
@@ -175,15 +178,21 @@ def test_unlabelled_sentences_follow_english_with_their_tags_dropped(work_dirs):
 @pytest.mark.notebook
 def test_notebook_distils_on_smoke_and_writes_a_record(work_dirs, tmp_path):
     dirs = {k: str(v) for k, v in work_dirs.items()}
-    runner.run_notebooks("smoke", ["04_distillation"], dirs, out_dir=tmp_path)
+    staged = runner.run_notebooks("smoke", ["04_distillation"], dirs | {"generic_langs": "en,es"}, out_dir=tmp_path)
     runner.run_notebooks("smoke", ["04_distillation"], dirs | {"teacher": False}, out_dir=tmp_path / "ce")
-    records = {r["run"]: r for r in read_records(work_dirs["results_dir"], "04_distillation")}
-    assert {"tiny-L1-kd-s42", "tiny-L1-ce-s42"} <= set(records)
-    kd = records["tiny-L1-kd-s42"]
+    written = read_records(work_dirs["results_dir"], "04_distillation")
+    check_smoke_records(written, "04_distillation")
+    records = {r["run"]: r for r in written}
+    assert {"tiny-L1-generic_en_es-kd-s42", "tiny-L1-ce-s42"} <= set(records)
+    kd = records["tiny-L1-generic_en_es-kd-s42"]
     assert kd["technique"]["layers"] == [1] and kd["technique"]["teacher"] is True
     assert kd["training"]["teacher_key"] and kd["training"]["checkpoint"]
     assert {"dense", "student"} <= {t["model"] for t in kd["throughput"]}
     assert records["tiny-L1-ce-s42"]["training"]["teacher_key"] is None
+    assert kd["data_setting"] == "generic-multilingual" and records["tiny-L1-ce-s42"]["task_agnostic"] is None
+    printed = "".join(text for cell in json.loads(staged[0].read_text())["cells"] for out in cell.get("outputs", [])
+                      for text in out.get("text", []))
+    assert "task-agnostic stage on en,es" in printed and "no run with a task-agnostic stage yet" not in printed
 
 
 def test_a_whole_profile_model_as_student_with_unlabelled_spanish(work_dirs):
@@ -193,6 +202,7 @@ def test_a_whole_profile_model_as_student_with_unlabelled_spanish(work_dirs):
     record = distillation.run(P)
     assert record["run"] == "tiny-kd-unlab_es-s42"
     assert record["technique"]["layers"] == [0, 1] and record["technique"]["unlabelled_langs"] == ["es"]
+    assert record["data_setting"] == "target-unlabelled"  # it saw Spanish sentences: not zero-shot in Spanish
     english = len(common.english_train(P))
     assert record["training"]["teacher_logits"]["forward_calls"] > 0  # a teacher cache of its own (more sentences)
     assert record["training"]["steps"] > 0 and english < len(distillation.training_sentences(P))
@@ -232,3 +242,20 @@ def test_intermediate_matching_adds_a_hidden_state_loss_from_the_layers_the_stud
         WordKDHook(words, data, KDConfig(intermediate_weight=1.0))
     log = fine_tune(student, data, TrainConfig(epochs=2, lr=2e-3, batch_size=16), tok.pad_token_id, hooks=[matched])
     assert all(torch.isfinite(torch.tensor(log.losses)))
+
+
+def test_a_task_agnostic_stage_comes_before_fine_tuning_and_is_kept_in_the_record(work_dirs):
+    P = params.resolve({"profile": "smoke", **{k: str(v) for k, v in work_dirs.items()}, "generic_langs": "en,es,nl",
+                        "max_train_samples": 40}, "04_distillation")
+    common.setup(P)
+    record = distillation.run(P)
+    stage = record["task_agnostic"]
+    assert record["run"] == "tiny-L1-generic_en_es_nl-kd-s42" and record["data_setting"] == "generic-multilingual"
+    assert stage["langs"] == ["en", "es", "nl"] and stage["steps"] == P.generic_steps
+    assert stage["sentences"] == sum(stage["per_language"].values()) == 3 * (40 - P.generic_held_out)
+    assert [p["step"] for p in stage["curve"]] == [0, 3, 6] and stage["curve"][0]["train"] is None
+    assert all(p["held_out"] == pytest.approx(p["held_out_hidden"] + p["held_out_attention"]) for p in stage["curve"])
+    assert "task_agnostic" not in record["training"]
+    plain = distillation.distil(params.Params(P | {"generic_langs": []}))[2]
+    assert plain["key"] != record["cache_key"] and plain["task_agnostic"] is None  # another student
+    assert distillation.distil(P)[2]["task_agnostic"]["wall_s"] == stage["wall_s"]  # both stages from the cache

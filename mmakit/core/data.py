@@ -4,6 +4,9 @@ Local files are the primary source (a directory laid out as ``conll2003/eng.*`` 
 ``conll2002/{esp,ned}.*``, given by a parameter or ``MMAKIT_DATA_DIR``); the Hugging Face
 hub is the fallback for users with network. Every malformed line is reported with its file
 and line number, because a silent skip would change the evaluation.
+
+Unlabelled generic text (``generic_text/<lang>.txt``, one sentence a line: software help, no
+NER data) is read from the same directory or from its own folder; it has no hub fallback.
 """
 from __future__ import annotations
 
@@ -43,6 +46,9 @@ CORPORA = {
     "nl": CorpusFile("conll2002", "ned", 3, "IOB2", ("conll2002", "nl")),
 }
 SPLIT_SUFFIX = {"train": "train", "dev": "testa", "test": "testb"}
+GENERIC_LANGUAGES = ("en", "es", "nl", "de", "fr")
+GENERIC_FOLDER = "generic_text"
+GENERIC_TOOL = "../shared/tools/get-generic-text"
 HUB_SPLIT = {"train": "train", "dev": "validation", "test": "test"}
 
 Sentence = tuple[list[str], list[str]]
@@ -221,3 +227,33 @@ def fingerprint(ds: Dataset) -> str:
         h.update(name.encode())
         h.update(json.dumps(list(ds[name]), ensure_ascii=False).encode())
     return h.hexdigest()[:16]
+
+
+def resolve_generic_text_dir(generic_text_dir: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
+    """The folder of generic text: `generic_text_dir`, else `generic_text/` in the CoNLL data
+    directory (the data_dir argument or MMAKIT_DATA_DIR); fails naming both options and the tool
+    that builds the corpus when there is none."""
+    local = Path(generic_text_dir).expanduser() if generic_text_dir else None
+    if local is None and (data := resolve_data_dir(data_dir)) is not None:
+        local = data / GENERIC_FOLDER
+    if local is None or not local.is_dir():
+        where = f"{local} does not exist" if local else "no folder given"
+        raise DataSourceError(
+            f"generic text not found ({where}): set the generic_text_dir parameter, or {DATA_DIR_ENV} (or data_dir) "
+            f"to a folder holding {GENERIC_FOLDER}/<lang>.txt; build the corpus with {GENERIC_TOOL} OUT_DIR")
+    return local
+
+
+def load_generic_text(lang: str, generic_text_dir: str | Path | None = None,
+                      data_dir: str | Path | None = None) -> list[str]:
+    """Every sentence of `lang`'s generic text (one a line, blank lines dropped), in file order."""
+    _check_choice(lang, GENERIC_LANGUAGES, "generic-text language")
+    path = resolve_generic_text_dir(generic_text_dir, data_dir) / f"{lang}.txt"
+    if not path.is_file():
+        raise DataSourceError(f"generic text file {path} not found: rebuild the corpus with "
+                              f"{GENERIC_TOOL} OUT_DIR --langs {lang} (or set generic_text_dir)")
+    lines = [line.strip() for line in _read_text(path).splitlines()]
+    sentences = [line for line in lines if line]
+    if not sentences:
+        raise DataSourceError(f"{path}: no sentences (empty file?)")
+    return sentences

@@ -42,9 +42,12 @@ def label(record: dict) -> str:
     how = f"kd (h={t['hardness']}, T={t['temperature']})" if t["teacher"] else "no teacher"
     if t.get("intermediate"):
         how += f" + hidden MSE x{t['intermediate']}"
+    if t.get("student_steps"):
+        how += f", {t['student_steps']} steps"
     if t.get("unlabelled_langs"):
         how += f" + unlabelled {','.join(t['unlabelled_langs'])} (beyond the paper)"
-    return f"{student_of(record)} {how}"
+    stage = f" after generic {','.join(t['generic_langs'])} text" if t.get("generic_langs") else ""
+    return f"{student_of(record)}{stage} {how}"
 
 
 def table4(records: list[dict]) -> pd.DataFrame:
@@ -145,3 +148,27 @@ def teacher_effect(records: list[dict]) -> pd.DataFrame:
             out.append({"student": student, "measure": name, "mean": mean,
                         "sd": sd, "pairs": len(diffs), "mean / sd": mean / sd if sd else None})
     return pd.DataFrame(out).set_index(["student", "measure"]) if out else pd.DataFrame()
+
+
+def staged(records: list[dict]) -> list[dict]:
+    """The per-seed runs whose student went through the task-agnostic stage."""
+    return [r for r in records if r.get("task_agnostic") and not r.get("aggregate_of")]
+
+
+def stage_curve_figure(records: list[dict]) -> go.Figure | None:
+    """The task-agnostic stage's loss against the pretrained encoder (train and held out) over
+    its steps, a line per run; None without staged runs."""
+    runs = staged(records)
+    if not runs:
+        return None
+    curves = pd.DataFrame([p | {"run": r["run"]} for r in runs for p in r["task_agnostic"]["curve"]])
+    curves = curves.melt(id_vars=["run", "step"], value_vars=["train", "held_out"], var_name="loss").dropna()
+    return px.line(curves, x="step", y="value", color="run", line_dash="loss", markers=True,
+                   title="Task-agnostic stage: student vs pretrained encoder (hidden MSE + attention/value KL)")
+
+
+def stage_table(records: list[dict]) -> pd.DataFrame:
+    """Per staged run: languages, sentences, steps, passes over the text, minutes, final held-out loss."""
+    return pd.DataFrame([{"run": r["run"], **{k: r["task_agnostic"][k] for k in ("langs", "sentences", "steps", "passes")},
+                          "minutes": r["task_agnostic"]["wall_s"] / 60,
+                          "held-out loss": r["task_agnostic"]["curve"][-1]["held_out"]} for r in staged(records)])

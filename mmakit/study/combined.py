@@ -2,13 +2,16 @@
 int8 graphs, scored on every set through onnxruntime and timed beside the dense fp32 12-layer
 graph in one interleaved benchmark.
 
-A pipeline is (optionally) 04's distilled student (KD from the dense baseline), then
-(optionally) 03's OBS pruning with KD from the dense baseline (unstructured or 4-block), then
-05's QAT with the sparsity masks kept. Each pipeline gives two records: the QAT graph with 05's
-float exclusions (attention-score MatMuls, and FFN output unless `quant_exclude` says
-otherwise), and, from the same QAT-trained weights, a graph with every MatMul int8 (static
-ranges calibrated on English, as QAT cannot track the attention products), so the cost of the
-exclusions shows. Students and pruned models come from the caches of 04 and 03.
+A pipeline is (optionally) 04's distilled student (KD from the dense baseline; perhaps after 04's
+task-agnostic stage on generic text), then (optionally) 03's OBS pruning with KD from the dense
+baseline (unstructured or 4-block), then 05's QAT with the sparsity masks kept, on English
+cross-entropy or (`qat_distill`, as oBERT's recipes) with word-level KD from the dense baseline.
+A pipeline runs with the baseline's seed, or with `combine_seed` for every step it trains
+(student, pruning, QAT; the teacher stays the baseline). Each pipeline gives two records: the
+QAT graph with 05's float exclusions (attention-score MatMuls, and FFN output unless
+`quant_exclude` says otherwise), and, from the same QAT-trained weights, a graph with every
+MatMul int8 (static ranges calibrated on English, as QAT cannot track the attention products),
+so the cost of the exclusions shows. Students and pruned models come from the caches of 04 and 03.
 """
 from __future__ import annotations
 
@@ -17,10 +20,15 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from mmakit.core.alignment import tokenize_dataset
 from mmakit.core.models import count_parameters
+from mmakit.core.train import TrainHooks
 from mmakit.runtime import bench, export
 from mmakit.study import common, distillation, pruning, quantization, speed
+from mmakit.study.data_setting import generic_text_langs, target_unlabelled_langs
 from mmakit.study.params import Params
+from mmakit.study.teacher import teacher_logits
+from mmakit.techniques.distillation import KDConfig, WordKDHook
 
 NOTEBOOK = "06_combined"
 DENSE = "dense"
@@ -28,31 +36,56 @@ ALL_INT8 = "int8all"  # suffix of the record whose graph has every MatMul int8
 
 
 def pipeline_name(P: Params) -> str:
-    """`run_name`, else <model>[-L<n>-kd[-unlab_<langs>]][-obs<percent>[-4block]]-q, e.g.
-    me5-small-L6-kd-obs80-4block-q."""
+    """`run_name`, else <model>[-L<n>[-generic_<langs>]-kd[-steps<n>][-unlab_<langs>]][-obs<percent>[-4block]]-q[kd],
+    e.g. me5-small-L6-kd-obs80-4block-q, or me5-small-L6-generic_en_es_nl_de_fr-kd-obs80-4block-qkd
+    (a student after 04's task-agnostic stage, QAT with KD). With `combine_seed` the records are
+    named <name>[-int8all]-s<seed> and aggregated under <name>[-int8all] (`record_names`)."""
     if P.get("run_name"):
         return P.run_name
-    name = P.model + (f"-L{int(P.combine_student)}-kd" if P.get("combine_student") else "")
+    name = P.model
+    if P.get("combine_student"):
+        stage = "-generic_" + "_".join(generic_langs(P)) if generic_langs(P) else ""
+        steps = f"-steps{int(P.student_steps)}" if P.get("student_steps") else ""
+        name += f"-L{int(P.combine_student)}{stage}-kd{steps}"
     if unlabelled_langs(P):
         name += "-unlab_" + "_".join(unlabelled_langs(P))
     if P.get("combine_sparsity"):
         name += f"-obs{round(100 * float(P.combine_sparsity))}" + ("-4block" if int(P.combine_group_size) == 4 else "")
-    return name + "-q"
+    return name + ("-qkd" if P.get("qat_distill") else "-q")
+
+
+def record_names(P: Params, variant: str) -> tuple[str, str | None]:
+    """(the record's name, the seed aggregate's name or None) of one quantization `variant`."""
+    name = pipeline_name(P) if variant == "exclusions" else f"{pipeline_name(P)}-{ALL_INT8}"
+    if P.get("combine_seed") is None:
+        return name, None
+    return f"{name}-s{int(P.combine_seed)}", name
 
 
 def unlabelled_langs(P: Params) -> list[str]:
     """The languages whose unlabelled sentences the pipeline's student was also taught on (beyond the paper)."""
-    return list(P.get("combine_unlabelled_langs") or []) if P.get("combine_student") else []
+    return target_unlabelled_langs(NOTEBOOK, P)
+
+
+def generic_langs(P: Params) -> list[str]:
+    """The languages of the generic text of the student's task-agnostic stage (04's generic_langs)."""
+    return generic_text_langs(NOTEBOOK, P)
+
+
+def pipeline_seed(P: Params) -> int:
+    """The seed of the pipeline's student and pruning: `combine_seed`, else the baseline's."""
+    return int(P.combine_seed if P.get("combine_seed") is not None else P.baseline_seed)
 
 
 def student_params(P: Params) -> Params:
-    """04's parameters for the pipeline's student: `combine_student` layers, taught by the dense
-    baseline (beyond the paper, also on `combine_unlabelled_langs`' unlabelled sentences), the
-    baseline's seed (the checkpoint 04 cached for that run)."""
+    """04's parameters for the pipeline's student: `combine_student` layers, after the task-agnostic
+    stage on `combine_generic_langs` if any, taught by the dense baseline (beyond the paper, also
+    on `combine_unlabelled_langs`' unlabelled sentences), the pipeline's seed (the checkpoint 04
+    cached for that run)."""
     return Params(P | {"notebook": distillation.NOTEBOOK, "student_size": int(P.combine_student), "teacher": True,
-                       "seed": P.baseline_seed, "student_layers": None, "student_model": None,
-                       "unlabelled_langs": unlabelled_langs(P), "intermediate": False,
-                       "run_name": None})
+                       "seed": pipeline_seed(P), "student_layers": None, "student_model": None,
+                       "unlabelled_langs": unlabelled_langs(P), "generic_langs": generic_langs(P),
+                       "intermediate": False, "run_name": None})
 
 
 def pruning_params(P: Params) -> Params:
@@ -61,7 +94,7 @@ def pruning_params(P: Params) -> Params:
     (default the profile's), the profile's schedule otherwise."""
     first = P.get("combine_initial_sparsity")
     return Params(P | {"notebook": pruning.NOTEBOOK, "method": "obs", "sparsity": float(P.combine_sparsity),
-                       "group_size": int(P.combine_group_size), "kd": True, "seed": P.baseline_seed,
+                       "group_size": int(P.combine_group_size), "kd": True, "seed": pipeline_seed(P),
                        "initial_sparsity": float(first) if first is not None else float(P.initial_sparsity)})
 
 
@@ -74,7 +107,8 @@ def float_model(P: Params, dense: PreTrainedModel, tokenizer: PreTrainedTokenize
     if P.get("combine_student"):
         model, tokenizer, meta = distillation.distil(student_params(P))
         made["start"] = {"kind": "student", "key": meta["key"], "layers": meta["layers"],
-                         "unlabelled_langs": unlabelled_langs(P)}
+                         "unlabelled_langs": unlabelled_langs(P), "generic_langs": generic_langs(P),
+                         "task_agnostic": (meta["task_agnostic"] or {}).get("key")}
     if P.get("combine_sparsity"):
         start = None if not P.get("combine_student") else (model, meta)
         model, _, tokenizer, meta = pruning.prune(pruning_params(P), start=start)
@@ -83,10 +117,27 @@ def float_model(P: Params, dense: PreTrainedModel, tokenizer: PreTrainedTokenize
     return model, tokenizer, made
 
 
-def quantized(P: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> dict:
-    """The two int8 graphs of `model`: QAT with the profile's exclusions, and every MatMul int8
-    from the QAT-trained weights; {variant: (path, info)}."""
-    qat = quantization.quantize_model(P, model, tokenizer, "qat", folder / "qat.onnx")
+def qat_teacher(P: Params, dense: PreTrainedModel, dense_tokenizer: PreTrainedTokenizerBase,
+                tokenizer: PreTrainedTokenizerBase, base: dict) -> tuple[list[TrainHooks], dict | None]:
+    """With `qat_distill`, the hook that makes QAT distil from the dense baseline (`dense`, its
+    cache metadata `base`) into the model of `tokenizer`: 04's word-level KD with the profile's
+    hardness and temperature over the English train sentences QAT trains on, the teacher's
+    logits from the cache 03 and 04 share; and what it is. Without: no hook, None."""
+    if not P.get("qat_distill"):
+        return [], None
+    kd = KDConfig(hardness=float(P.hardness), temperature=float(P.temperature))
+    sentences = common.english_train(P)
+    words, logits_meta = teacher_logits(P, sentences, dense, dense_tokenizer, base["key"], kd.teacher_batch)
+    hook = WordKDHook(words, tokenize_dataset(sentences, tokenizer, P.max_length), kd)
+    return [hook], {"kd": kd.to_dict(), "teacher": base["key"], "teacher_logits": logits_meta}
+
+
+def quantized(P: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path,
+              hooks: list[TrainHooks] | None = None) -> dict:
+    """The two int8 graphs of `model`: QAT with the profile's exclusions (`hooks` join its
+    training loop, e.g. distillation), and every MatMul int8 from the QAT-trained weights;
+    {variant: (path, info)}."""
+    qat = quantization.quantize_model(P, model, tokenizer, "qat", folder / "qat.onnx", hooks=hooks or ())
     every = Params(P | {"quant_exclude": []})
     full = quantization.quantize_model(every, qat.model, tokenizer, "static", folder / f"{ALL_INT8}.onnx")
     return {"exclusions": (qat.path, qat.info), ALL_INT8: (full.path, full.info)}
@@ -94,7 +145,9 @@ def quantized(P: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
 
 def technique(P: Params, variant: str, made: dict, info: dict) -> dict:
     return {"method": "combined", "student": int(P.combine_student) if P.get("combine_student") else None,
-            "unlabelled_langs": unlabelled_langs(P),
+            "unlabelled_langs": unlabelled_langs(P), "generic_langs": generic_langs(P),
+            "student_steps": P.get("student_steps") if P.get("combine_student") else None,
+            "qat_distill": bool(P.get("qat_distill")), "seed": P.get("combine_seed"),
             "sparsity": float(P.combine_sparsity) if P.get("combine_sparsity") else None,
             "group_size": int(P.combine_group_size), "quantization": "qat", "coverage": variant,
             "float_ops": list(info["settings"]["exclude"]), "made": made}
@@ -102,24 +155,27 @@ def technique(P: Params, variant: str, made: dict, info: dict) -> dict:
 
 def run(P: Params) -> list[dict]:
     """Build the run's pipeline, score both int8 graphs on all six sets, time them beside the
-    dense fp32 graph, and write one record per graph."""
+    dense fp32 graph, and write one record per graph. With `combine_seed`, QAT trains with that
+    seed too (the records' `seed`)."""
     clock = common.RunClock()
-    dense, tokenizer, base = common.fine_tuned(P)
-    model, tokenizer, made = float_model(P, dense, tokenizer, base)
+    if P.get("combine_seed") is not None:
+        P = Params(P | {"seed": pipeline_seed(P)})
+    dense, dense_tokenizer, base = common.fine_tuned(P)
+    model, tokenizer, made = float_model(P, dense, dense_tokenizer, base)
+    hooks, made["qat_teacher"] = qat_teacher(P, dense, dense_tokenizer, tokenizer, base)
     suite = common.eval_suite(P, tokenizer)
-    name = pipeline_name(P)
     with tempfile.TemporaryDirectory(prefix="06_combined-") as tmp:
-        graphs = quantized(P, model, tokenizer, Path(tmp))
+        graphs = quantized(P, model, tokenizer, Path(tmp), hooks)
         dense_graph = Path(base["checkpoint"]) / "model.onnx"  # written by 01_baselines, if it ran
         if not dense_graph.exists():
-            dense_graph = export.export_onnx(dense, tokenizer, Path(tmp) / "dense.onnx")
+            dense_graph = export.export_onnx(dense, dense_tokenizer, Path(tmp) / "dense.onnx")
         scored = {v: common.score(P, suite, export.onnx_logits(path, P.get("threads"))) for v, (path, _) in graphs.items()}
         rows = bench.speedups(speed.benchmark({DENSE: dense_graph} | {v: p for v, (p, _) in graphs.items()}, tokenizer, P),
                               DENSE)
         sizes = {v: p.stat().st_size for v, (p, _) in graphs.items()}
     records = []
     for variant, (_, info) in graphs.items():
-        run_name = name if variant == "exclusions" else f"{name}-{ALL_INT8}"
+        run_name, aggregate_name = record_names(P, variant)
         records.append(common.finish(P, common.result_record(
             P, run_name, technique(P, variant, made, info), scored[variant], clock,
             throughput=[r for r in rows if r["model"] == variant], dense_throughput=[r for r in rows if r["model"] == DENSE],
@@ -127,4 +183,6 @@ def run(P: Params) -> list[dict]:
             sizes={"onnx_bytes": sizes[variant]}, parameters=count_parameters(model),
             baseline={"key": base["key"], "checkpoint": base["checkpoint"]},
         )))
+        if aggregate_name:
+            common.write_seed_aggregate(P, aggregate_name)
     return records

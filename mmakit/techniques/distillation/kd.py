@@ -16,7 +16,7 @@ from transformers import PreTrainedModel
 
 from mmakit.core.alignment import IGNORE, MODEL_INPUTS
 from mmakit.core.batching import collate, sorted_batches
-from mmakit.core.distillation import kd_loss
+from mmakit.core.distillation import hidden_mse, kd_loss
 from mmakit.core.paths import atomic_path
 from mmakit.core.train import TrainHooks
 
@@ -152,10 +152,7 @@ class WordKDHook(TrainHooks):
         model = self.teacher.teacher
         with torch.no_grad():
             hidden = model.to(inputs["input_ids"].device)(**inputs, output_hidden_states=True).hidden_states
-        mask = inputs["attention_mask"].bool()
-        losses = [F.mse_loss(student_hidden[s + 1].float()[mask], hidden[t + 1].float()[mask])
-                  for s, t in sorted(self.layer_map.items())]  # hidden_states[0] is the embeddings
-        return torch.stack(losses).mean()
+        return hidden_mse(student_hidden, hidden, self.layer_map, inputs["attention_mask"])
 
     def compute_loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
