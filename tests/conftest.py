@@ -40,3 +40,23 @@ def tiny_finetuned(smoke):
     from mmakit.study import common
 
     return common.fine_tuned(smoke)
+
+
+@pytest.fixture(scope="session")
+def export_records(smoke):
+    """05_quantization records `export-fp32` and `export-dynamic` of the smoke baseline (timed in
+    onnxruntime only), the records the export and tagging tests rebuild graphs from."""
+    from mmakit.study import params, quantization
+
+    given = {"profile": "smoke", "cache_dir": smoke["cache_dir"], "results_dir": smoke["results_dir"],
+             "quant_methods": ["dynamic"], "runtimes": ["onnxruntime"], "batches": [1], "bench_seconds": 0.1,
+             "bench_rounds": 1, "run_name": "export"}
+    return {r["run"]: r for r in quantization.run(params.resolve(given, "05_quantization"))}
+
+
+@pytest.fixture(scope="session")
+def exported(export_records, tmp_path_factory):
+    """(folder, card) of `python -m mmakit export 05_quantization/export-dynamic`."""
+    from mmakit.study.export_model import export
+
+    return export("05_quantization/export-dynamic", tmp_path_factory.mktemp("exported") / "dynamic")

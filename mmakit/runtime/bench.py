@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,20 +87,73 @@ def _start(runtime: str, path: Path, inputs: Mapping[str, np.ndarray], config: B
 
 
 @dataclass
-class _Slot:
-    """What is known about one model x runtime while the rounds go on."""
+class Slot:
+    """What is known about one model x runtime while the rounds go on: its runner (anything with
+    `time(key, seconds, warmup) -> seconds per call` and `close()`), or why it has none, and
+    the seconds per call measured so far for each key (a batch size, or what the caller times)."""
 
     runner: object | None = None
     error: str | None = None
     status: str = "ok"
-    times: dict[int, list[float]] = field(default_factory=dict)
+    times: dict = field(default_factory=dict)
 
 
 def _load_per_core() -> float:
     return os.getloadavg()[0] / (os.cpu_count() or 1)
 
 
-def _row(model: str, runtime: str, batch: int, config: BenchConfig, slot: _Slot) -> dict:
+def warn_if_busy() -> None:
+    """Warn when the machine is already loaded before a benchmark starts."""
+    if _load_per_core() > BUSY_LOAD:
+        warnings.warn(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores before the benchmark: "
+                      "absolute items/s will be low and noisy, and deepsparse on all cores collapses when other "
+                      "processes compete for them (seen here: 4x slower than at 1 thread); compare ratios within "
+                      "this run, or rerun on an idle machine", stacklevel=3)
+
+
+def start_slots(models: Sequence[str], runtimes: Sequence[str],
+                start: Callable[[str, str], object]) -> dict[tuple[str, str], Slot]:
+    """A slot per model x runtime with the runner `start(model, runtime)` gives; deepsparse without
+    its environment is "unavailable", a runner that fails to start "failed", both with the reason."""
+    slots: dict[tuple[str, str], Slot] = {}
+    usable, why = deepsparse_env.status()
+    for model in models:
+        for runtime in runtimes:
+            if runtime == "deepsparse" and not usable:
+                slots[model, runtime] = Slot(status="unavailable", error=why)
+                continue
+            try:
+                slots[model, runtime] = Slot(runner=start(model, runtime))
+            except Exception as exc:  # one graph a runtime cannot load must not stop the others
+                slots[model, runtime] = Slot(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+    return slots
+
+
+def interleave(slots: Mapping[tuple[str, str], Slot], keys: Sequence, seconds: float, rounds: int, warmup: int) -> None:
+    """Time every slot at every key in `rounds` interleaved rounds (A B C D, then D C B A, ...),
+    `seconds` per slot x key x round, into `slot.times[key]`; a runner that fails is closed and
+    its slot marked "failed" with the reason, the others go on; every runner is closed at the end."""
+    per_block = seconds / rounds
+    try:
+        for round_ in range(rounds):
+            order = list(slots.values()) if round_ % 2 == 0 else list(slots.values())[::-1]
+            for key in keys:
+                for slot in order:
+                    if slot.runner is None:
+                        continue
+                    try:
+                        slot.times.setdefault(key, []).extend(slot.runner.time(key, per_block, warmup))
+                    except Exception as exc:  # e.g. deepsparse aborting mid-run: keep what the others measured
+                        slot.status, slot.error = "failed", f"{type(exc).__name__}: {exc}"[:500]
+                        slot.runner.close()
+                        slot.runner = None
+    finally:
+        for slot in slots.values():
+            if slot.runner is not None:
+                slot.runner.close()
+
+
+def _row(model: str, runtime: str, batch: int, config: BenchConfig, slot: Slot) -> dict:
     times = slot.times.get(batch) or []
     row = {"model": model, "runtime": runtime, "batch": batch, "seq_len": config.seq_len, "items_per_s": None,
            "spread": None, "threads": config.n_threads, "calls": len(times), "status": slot.status, "error": slot.error}
@@ -120,40 +173,10 @@ def run_benchmark(models: Mapping[str, str | Path], inputs: Mapping[str, np.ndar
     runtime at each batch size (A B C D, then D C B A, ...), so slow phases of the machine
     and the position in a round hit all of them alike.
     """
-    if _load_per_core() > BUSY_LOAD:
-        warnings.warn(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores before the benchmark: "
-                      "absolute items/s will be low and noisy, and deepsparse on all cores collapses when other "
-                      "processes compete for them (seen here: 4x slower than at 1 thread); compare ratios within "
-                      "this run, or rerun on an idle machine", stacklevel=2)
-    slots: dict[tuple[str, str], _Slot] = {}
-    usable, why = deepsparse_env.status()
-    for model, path in models.items():
-        for runtime in config.runtimes:
-            if runtime == "deepsparse" and not usable:
-                slots[model, runtime] = _Slot(status="unavailable", error=why)
-                continue
-            try:
-                slots[model, runtime] = _Slot(runner=_start(runtime, Path(path), inputs, config))
-            except Exception as exc:  # one graph a runtime cannot load must not stop the others
-                slots[model, runtime] = _Slot(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
-    per_block = config.seconds / config.rounds
-    try:
-        for round_ in range(config.rounds):
-            order = list(slots.values()) if round_ % 2 == 0 else list(slots.values())[::-1]
-            for batch in config.batches:
-                for slot in order:
-                    if slot.runner is None:
-                        continue
-                    try:
-                        slot.times.setdefault(batch, []).extend(slot.runner.time(batch, per_block, config.warmup))
-                    except Exception as exc:  # e.g. deepsparse aborting mid-run: keep what the others measured
-                        slot.status, slot.error = "failed", f"{type(exc).__name__}: {exc}"[:500]
-                        slot.runner.close()
-                        slot.runner = None
-    finally:
-        for slot in slots.values():
-            if slot.runner is not None:
-                slot.runner.close()
+    warn_if_busy()
+    slots = start_slots(list(models), config.runtimes,
+                        lambda model, runtime: _start(runtime, Path(models[model]), inputs, config))
+    interleave(slots, config.batches, config.seconds, config.rounds, config.warmup)
     return [_row(model, runtime, batch, config, slots[model, runtime])
             for model in models for runtime in config.runtimes for batch in config.batches]
 

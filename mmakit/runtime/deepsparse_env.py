@@ -106,7 +106,10 @@ class DeepSparseWorker:
     """One graph compiled in deepsparse for the given batch sizes, timed on request.
 
     Start it with the inputs (rows of token ids, seq_len wide); `time(batch, seconds)`
-    returns per-call seconds. Any failure raises WorkerFailed and leaves the process dead.
+    returns per-call seconds. Batches of any shape (real text, padded by length) go through
+    `logits`, or `load` and `time_pass`; those compile an engine per shape on demand, so such a
+    worker may be started with no batches. Any failure raises WorkerFailed and leaves the
+    process dead.
     """
 
     def __init__(self, model: str | Path, inputs: Mapping[str, np.ndarray], batches: Sequence[int], seq_len: int,
@@ -159,6 +162,22 @@ class DeepSparseWorker:
     def time(self, batch: int, seconds: float, warmup: int = 2) -> list[float]:
         """Seconds per call of `warmup` untimed then repeated timed calls for at least `seconds`."""
         return self._ask({"batch": batch, "seconds": seconds, "warmup": warmup})["times"]
+
+    def logits(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The graph's logits for one batch of inputs (an engine per new shape is compiled first)."""
+        answer = self._ask({"logits": {k: np.asarray(v).tolist() for k, v in feed.items()}})
+        return np.asarray(answer["logits"], dtype=np.float32)
+
+    def load(self, name: str, feeds: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+        """Keep a pass (batches run one after another) in the worker under `name`, each new
+        shape compiled and run once; returns the compile seconds per shape."""
+        batches = [{k: np.asarray(v).tolist() for k, v in feed.items()} for feed in feeds]
+        return self._ask({"load": name, "batches": batches})["compile_seconds"]
+
+    def time_pass(self, name: str, seconds: float, warmup: int = 0, min_calls: int = 1) -> list[float]:
+        """Seconds per pass over the batches loaded as `name`: `warmup` untimed passes, then
+        passes until `seconds` have passed (at least `min_calls`)."""
+        return self._ask({"pass": name, "seconds": seconds, "warmup": warmup, "min_calls": min_calls})["times"]
 
     def close(self) -> None:
         """End the worker (it exits at end of input) and remove its files."""

@@ -11,6 +11,13 @@ Protocol (one JSON object per line):
   out:        {"ok": true, "deepsparse": "1.8.0", "compile_seconds": {"1": 3.2, ...}}
   in, repeated: {"batch": 4, "seconds": 2.0, "warmup": 2}
   out:        {"ok": true, "times": [0.051, 0.050, ...]}   (seconds per call)
+For tagging and for timing real text, engines are also compiled on demand, one per input shape
+(rows x width) met, from the same copy (the first request may then send no batches):
+  in:  {"logits": {"input_ids": [[...], ...], ...}}     out: {"ok": true, "logits": [[[...]]]}
+  in:  {"load": "en/32", "batches": [{input: rows}, ...]}  out: {"ok": true, "compile_seconds": {...}}
+       (each shape is compiled and run once)
+  in:  {"pass": "en/32", "seconds": 0.0, "warmup": 0, "min_calls": 1}   out: {"ok": true, "times": [...]}
+       (seconds per pass over every batch loaded under that name)
 An error is answered with {"ok": false, "error": "..."}; end of input ends the worker.
 The copies of the graph go to the scratch folder, which the caller removes even after a crash.
 """
@@ -71,9 +78,21 @@ def graph_inputs(path: str) -> list[str]:
     return [i.name for i in model.graph.input if i.name not in initializers]
 
 
+def compile_engine(folder: str, n_inputs: int, batch: int, width: int, threads):
+    """An engine for inputs of shape (batch, width), compiled from its own copy of the prepared
+    graph in `folder` (compile_model rewrites the file it is given)."""
+    import deepsparse
+
+    copy_dir = tempfile.mkdtemp(dir=folder)
+    for name in os.listdir(folder):
+        if name.startswith("model.onnx"):
+            shutil.copy(os.path.join(folder, name), copy_dir)
+    return deepsparse.compile_model(os.path.join(copy_dir, "model.onnx"), batch_size=batch, num_cores=threads,
+                                    input_shapes=[[batch, width]] * n_inputs)
+
+
 def compile_engines(setup: dict, folder: str) -> tuple[dict, dict, dict]:
     """One engine per batch size (deepsparse engines have a fixed shape), each from its own copy."""
-    import deepsparse
     import numpy as np
 
     source = prepare_copy(setup["model"], folder)
@@ -82,18 +101,64 @@ def compile_engines(setup: dict, folder: str) -> tuple[dict, dict, dict]:
     width = setup["seq_len"]
     engines, feeds, seconds = {}, {}, {}
     for batch in setup["batches"]:
-        copy_dir = tempfile.mkdtemp(dir=folder)
-        for name in os.listdir(folder):
-            if name.startswith("model.onnx"):
-                shutil.copy(os.path.join(folder, name), copy_dir)
         start = time.perf_counter()
-        engines[batch] = deepsparse.compile_model(
-            os.path.join(copy_dir, "model.onnx"), batch_size=batch, num_cores=setup.get("threads"),
-            input_shapes=[[batch, width]] * len(names),
-        )
+        engines[batch] = compile_engine(folder, len(names), batch, width, setup.get("threads"))
         seconds[str(batch)] = round(time.perf_counter() - start, 2)
         feeds[batch] = [_take(rows.get(n), batch, width) for n in names]
     return engines, feeds, seconds
+
+
+class ShapedEngines:
+    """Engines compiled on demand, one per input shape, for inputs sent with the request."""
+
+    def __init__(self, folder: str, threads):
+        self.folder, self.threads = folder, threads
+        self.names = graph_inputs(os.path.join(folder, "model.onnx"))
+        self.engines: dict = {}
+        self.passes: dict = {}
+
+    def feed(self, inputs: dict) -> list:
+        """The graph's inputs in its order from a request's rows (zeros for one not sent)."""
+        import numpy as np
+
+        arrays = {n: np.asarray(v, dtype=np.int64) for n, v in inputs.items()}
+        shape = next(iter(arrays.values())).shape
+        return [np.ascontiguousarray(arrays[n]) if n in arrays else np.zeros(shape, dtype=np.int64) for n in self.names]
+
+    def engine(self, feed: list):
+        """The engine for the feed's shape, compiled the first time that shape is met."""
+        shape = tuple(feed[0].shape)
+        if shape not in self.engines:
+            self.engines[shape] = compile_engine(self.folder, len(self.names), shape[0], shape[1], self.threads)
+        return self.engines[shape]
+
+    def logits(self, request: dict) -> dict:
+        feed = self.feed(request["logits"])
+        return {"ok": True, "logits": self.engine(feed).run(feed)[0].tolist()}
+
+    def load(self, request: dict) -> dict:
+        """Keep the batches of a pass under its name; compile and run each new shape once."""
+        work, seconds = [], {}
+        for inputs in request["batches"]:
+            feed = self.feed(inputs)
+            shape = tuple(feed[0].shape)
+            if shape not in self.engines:
+                start = time.perf_counter()
+                self.engine(feed).run(feed)
+                seconds["x".join(map(str, shape))] = round(time.perf_counter() - start, 2)
+            work.append((self.engine(feed), feed))
+        self.passes[request["load"]] = work
+        return {"ok": True, "compile_seconds": seconds}
+
+    def time_pass(self, request: dict) -> dict:
+        work = self.passes[request["pass"]]
+
+        def run_pass() -> None:
+            for engine, feed in work:
+                engine.run(feed)
+
+        return {"ok": True, "times": timed_calls(run_pass, float(request.get("seconds", 0.0)),
+                                                 int(request.get("warmup", 0)), int(request.get("min_calls", 1)))}
 
 
 def _take(rows, batch: int, width: int):
@@ -116,16 +181,26 @@ def main() -> None:
         protocol.write(json.dumps(obj) + "\n")
 
     setup = json.loads(sys.stdin.readline())
+    folder = setup.get("folder") or tempfile.mkdtemp(prefix="mmakit-ds-")
     try:
         import deepsparse
 
-        engines, feeds, seconds = compile_engines(setup, setup.get("folder") or tempfile.mkdtemp(prefix="mmakit-ds-"))
+        engines, feeds, seconds = compile_engines(setup, folder)
+        shaped = ShapedEngines(folder, setup.get("threads"))
     except Exception as exc:  # a graph deepsparse cannot compile: say why and stop
         reply({"ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
         return
     reply({"ok": True, "deepsparse": deepsparse.__version__, "compile_seconds": seconds})
+    on_demand = {"logits": shaped.logits, "load": shaped.load, "pass": shaped.time_pass}
     for line in sys.stdin:
         request = json.loads(line)
+        kind = next((k for k in on_demand if k in request), None)
+        if kind is not None:
+            try:
+                reply(on_demand[kind](request))
+            except Exception as exc:  # e.g. a shape deepsparse cannot compile: the caller decides
+                reply({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:1000]})
+            continue
         batch = request["batch"]
         if batch not in engines:
             reply({"ok": False, "error": f"no engine compiled for batch {batch}"})
