@@ -6,8 +6,9 @@ it is the code that would make it again. Each kind of artefact names the sources
 test suite hashes those sources and fails, naming the kind, when they changed without the
 hash below being updated, so whoever changes them decides: a change in behaviour bumps the
 version (every cached artefact of that kind is rebuilt), a pure refactor only records the
-new hash. Hashes are taken over each module's syntax tree without docstrings, so comments,
-docstrings and formatting never count as changes.
+new hash. Hashes are taken over each module's tokens without comments and docstrings, so
+comments, docstrings and blank lines never count as changes, and the hash is the same on every
+Python version the project supports.
 
 A record carries, and is judged by, only the kinds its notebook depends on (NOTEBOOK_KINDS):
 changing the pruning code makes 03's records stale, not 01's.
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
+import tokenize
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]  # mmakit/
@@ -30,14 +33,15 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "fine-tune": _FINE_TUNE,
     "prune": (*_FINE_TUNE, "core/distillation.py", "techniques/distillation/kd.py", "techniques/selection.py", *_files(
         "techniques/pruning", "base", "config", "fisher", "gradients", "gradual", "magnitude", "masks", "movement",
-        "obs", "random_pruning", "schedule", "scope")),
-    "distil": (*_FINE_TUNE, "core/distillation.py", *_files("techniques/distillation", "students", "kd")),
+        "obs", "random_pruning", "schedule", "scope", "straight_through")),
+    "distil": (*_FINE_TUNE, "core/distillation.py", *_files("techniques/distillation", "students", "kd", "task_agnostic"),
+               "techniques/heads/anatomy.py"),
     # everything else a record's numbers depend on
     "evaluate": _files("core", "evaluation", "data", "alignment", "batching"),
     "heads": (*_files("techniques/heads", "anatomy", "masks", "pruner", "strategy"), "techniques/selection.py"),
     "quantize": _files("techniques/quantization", "calibration", "pipeline", "ptq", "qat"),
     "runtime": _files("runtime", "export", "bench", "timing", "deepsparse_env", "deepsparse_worker", "side_env"),
-    "drivers": _files("study", "common", "speed"),  # shared by every driver
+    "drivers": _files("study", "common", "speed", "records", "predictions", "data_setting"),  # shared by every driver
     "baseline-driver": _files("study", "baseline"),
     "heads-driver": _files("study", "heads"),
     "prune-driver": _files("study", "pruning", "teacher"),
@@ -47,20 +51,20 @@ SOURCES: dict[str, tuple[str, ...]] = {
 }
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
-    "fine-tune": (2, "30fe0fd9aa2617b5"),
-    "prune": (4, "b8bd403a2518c3a7"),
-    "distil": (1, "c40db9782ae4f21b"),
-    "evaluate": (1, "37c06c7629661c46"),
-    "heads": (1, "6a6835d008a6faa8"),
-    "quantize": (1, "4afa7bc090ea688b"),
-    "runtime": (1, "bbd19f559af3750b"),
-    "drivers": (1, "7a067cefe07614af"),
-    "baseline-driver": (1, "3c917954376c72ee"),
-    "heads-driver": (1, "20adb4625385a55c"),
-    "prune-driver": (1, "22a60d98ee3034f9"),
-    "distil-driver": (1, "8295ce09c8da95fb"),
-    "quantize-driver": (1, "13ac53dfba3f69c1"),
-    "combined-driver": (1, "4d916ddab56b39e4"),
+    "fine-tune": (2, "0dcec732aa4e20c5"),
+    "prune": (5, "c425cf66e976067f"),
+    "distil": (2, "25fd70f00eb5f5d5"),
+    "evaluate": (2, "2e8130a47d1019de"),
+    "heads": (1, "256fd7848076f5ad"),
+    "quantize": (1, "36e69146912dbc55"),
+    "runtime": (2, "3ddfae7b3bf932d0"),
+    "drivers": (2, "b7e7e0c15848d219"),
+    "baseline-driver": (1, "49fa6dfa12059405"),
+    "heads-driver": (2, "a1c947bb3b632bda"),
+    "prune-driver": (2, "679788afebd5f069"),
+    "distil-driver": (2, "3f4b2e4c811339b5"),
+    "quantize-driver": (1, "d1b41098a964de5b"),
+    "combined-driver": (2, "93111a3a8ea753ff"),
 }
 _SHARED = ("fine-tune", "evaluate", "runtime", "drivers")
 NOTEBOOK_KINDS: dict[str, tuple[str, ...]] = {
@@ -74,23 +78,50 @@ NOTEBOOK_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _without_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
+def _docstring_lines(source: str) -> set[int]:
+    """The lines of every module, class and function docstring (positions are the same on every
+    Python version, unlike `ast.dump`'s text)."""
+    lines: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(
-            getattr(body[0], "value", None), ast.Constant
-        ) and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-    return tree
+                getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            lines |= set(range(body[0].lineno, body[0].end_lineno + 1))
+    return lines
+
+
+def normalised_tokens(source: str) -> list[str]:
+    """The code's tokens without comments, docstrings, blank lines or layout inside brackets:
+    what a change must touch to count. An f-string is one token whatever the Python version
+    (3.12 splits it into parts)."""
+    skip = _docstring_lines(source)
+    lines = source.splitlines(keepends=True)
+    out: list[str] = []
+    start, depth = (0, 0), 0  # where the outermost open f-string began, and how many are open
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        name = tokenize.tok_name[tok.type]
+        if name == "FSTRING_START":
+            start, depth = (tok.start if depth == 0 else start), depth + 1
+        elif name == "FSTRING_END":
+            depth -= 1
+            if depth == 0:
+                (r0, c0), (r1, c1) = start, tok.end
+                out.append("STRING " + "".join(lines[r0 - 1:r1])[c0:len("".join(lines[r0 - 1:r1 - 1])) + c1])
+        if depth or name == "FSTRING_END":
+            continue
+        if name in ("COMMENT", "NL", "ENDMARKER") or (name == "STRING" and tok.start[0] in skip):
+            continue
+        out.append(name if name in ("NEWLINE", "INDENT", "DEDENT") else f"{name} {tok.string}")
+    return out
 
 
 def sources_hash(kind: str) -> str:
-    """A hash of the syntax trees (docstrings dropped) of the sources `kind` depends on."""
+    """A hash of the normalised tokens (`normalised_tokens`) of the sources `kind` depends on:
+    the same on Python 3.11, 3.12 and 3.13."""
     h = hashlib.sha256()
     for rel in SOURCES[kind]:
-        tree = _without_docstrings(ast.parse((PACKAGE / rel).read_text()))
         h.update(rel.encode())
-        h.update(ast.dump(tree, include_attributes=False).encode())
+        h.update("\n".join(normalised_tokens((PACKAGE / rel).read_text())).encode())
     return h.hexdigest()[:16]
 
 
