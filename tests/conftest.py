@@ -28,10 +28,13 @@ def work_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def smoke(work_dirs: dict[str, Path]):
-    """Resolved smoke-profile parameters (project fixtures unless MMAKIT_DATA_DIR is set)."""
+    """Resolved smoke-profile parameters on the project's fixtures, whatever MMAKIT_DATA_DIR says,
+    so what a unit test measures does not depend on the machine (the notebook tests take the
+    data the environment gives)."""
     from mmakit.study import params
 
-    return params.resolve({"profile": "smoke", **{k: str(v) for k, v in work_dirs.items()}}, "tests")
+    return params.resolve({"profile": "smoke", "data_dir": str(FIXTURES), **{k: str(v) for k, v in work_dirs.items()}},
+                          "tests")
 
 
 @pytest.fixture(scope="session")

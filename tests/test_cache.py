@@ -11,6 +11,7 @@ from mmakit.core.models import train_wordpiece
 from mmakit.core.paths import REPO
 from mmakit.core.train import TrainConfig
 from mmakit.study import cache, common
+from tests.conftest import FIXTURES
 
 
 @pytest.fixture()
@@ -86,7 +87,8 @@ print(cache.cache_key(P.model_spec(), train, common.train_config(P, seed=seed), 
 def test_smoke_cache_key_is_the_same_in_new_processes(tiny_finetuned, tmp_path):
     runs = []
     for hash_seed in ("1", "2"):  # each process tokenizes into a cache of its own
-        env = os.environ | {"PYTHONHASHSEED": hash_seed, "MMAKIT_CACHE_DIR": str(tmp_path / hash_seed)}
+        env = os.environ | {"PYTHONHASHSEED": hash_seed, "MMAKIT_CACHE_DIR": str(tmp_path / hash_seed),
+                            "MMAKIT_DATA_DIR": str(FIXTURES)}  # the data the smoke fixture uses
         runs.append(subprocess.Popen([sys.executable, "-c", KEY_SCRIPT], env=env, cwd=REPO, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     keys = []

@@ -34,7 +34,8 @@ def tiny():
 
 
 def _smoke(work_dirs, **given) -> params.Params:
-    return params.resolve({"profile": "smoke", **{k: str(v) for k, v in work_dirs.items()}, **given}, "04_distillation")
+    return params.resolve({"profile": "smoke", **{k: str(v) for k, v in work_dirs.items()},
+                           "generic_text_dir": str(FIXTURES / "generic_text"), **given}, "04_distillation")
 
 
 def test_the_loss_is_zero_for_the_teachers_own_layers_and_not_for_fewer(tiny):

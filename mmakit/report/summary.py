@@ -255,7 +255,7 @@ def frontier_figure(records: list[dict], batch: int = 4) -> go.Figure:
                                          showlegend=i == 0, marker={"symbol": "star", "size": 12, "color": "black"}),
                               row=row, col=col)
     fig.add_hline(y=quality_line(), line={"dash": "dash", "color": "grey"},
-                  annotation_text="paper's xlm 90 q", annotation_position="top left")
+                  annotation_text="quality line", annotation_position="top left")
     fig.update_traces(cliponaxis=False, selector={"type": "scatter"})
     return fig.update_layout(height=500 * len(cpus), margin={"t": 90, "b": 150},
                              legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0})

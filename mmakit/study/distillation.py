@@ -111,11 +111,12 @@ def generic_langs(P: Params) -> list[str]:
 def generic_text(P: Params, tokenizer: PreTrainedTokenizerBase) -> tuple[Dataset, Dataset, dict[str, int]]:
     """(training text, held-out text, training sentences per language) of the stage, tokenized.
     Each language's first `generic_held_out` sentences are held out: the corpus files are shuffled
-    once when built, so every run and seed holds out the same sentences and trains on the rest."""
+    once when built, so every run and seed holds out the same sentences and trains on the rest.
+    `max_train_samples` (the smoke profile's cap) caps each language's sentences too."""
     train, held_out, counts = [], [], {}
-    n = int(P.generic_held_out)
+    n, cap = int(P.generic_held_out), P.get("max_train_samples")
     for lang in generic_langs(P):
-        sentences = load_generic_text(lang, P.get("generic_text_dir"), P.get("data_dir"))
+        sentences = load_generic_text(lang, P.get("generic_text_dir"), P.get("data_dir"))[:cap]
         if len(sentences) <= n:
             raise ValueError(f"{len(sentences)} generic {lang} sentences leave none to train on after "
                              f"generic_held_out={n}")
