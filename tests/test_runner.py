@@ -129,3 +129,24 @@ def test_a_checkpoint_made_with_other_training_libraries_is_not_reused(smoke, mo
     assert cache.cache_key(smoke.model_spec(), train, cfg, smoke.max_length) == key
     monkeypatch.setattr(provenance, "library_versions", lambda: {"torch": "0", "transformers": "0", "accelerate": "0"})
     assert cache.cache_key(smoke.model_spec(), train, cfg, smoke.max_length) != key
+
+
+def test_a_run_rewriting_its_outputs_does_not_make_the_code_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    from mmakit.study import provenance
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "record.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    monkeypatch.setattr(provenance, "REPO", tmp_path)
+    (tmp_path / "outputs" / "record.json").write_text('{"f1": 0.9}')
+    assert provenance.code_state()["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance.code_state()["dirty"] is True

@@ -41,11 +41,13 @@ def _git(*args: str) -> str | None:
 
 
 def code_state() -> dict:
-    """Commit, whether tracked files differ from it, and a hash of that difference."""
+    """Commit, whether tracked files outside outputs/ differ from it, and a hash of that
+    difference. outputs/ is left out: a study run rewrites its own executed notebook and
+    records there while it runs, which says nothing about the code that made them."""
     commit = _git("rev-parse", "--short", "HEAD")
     if commit is None:
         return {"git_commit": None, "dirty": None, "diff_sha": None}
-    diff = _git("diff", "HEAD") or ""
+    diff = _git("diff", "HEAD", "--", ".", ":(exclude)outputs") or ""
     return {"git_commit": commit.strip(), "dirty": bool(diff.strip()),
             "diff_sha": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff.strip() else None}
 
