@@ -150,3 +150,14 @@ def test_a_run_rewriting_its_outputs_does_not_make_the_code_dirty(tmp_path, monk
     assert provenance.code_state()["dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert provenance.code_state()["dirty"] is True
+
+
+def test_widget_state_is_dropped_from_executed_notebooks(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"a": {}}}}
+    nbformat.write(nb, tmp_path / "run.ipynb")
+    assert runner.strip_widget_state(tmp_path / "run.ipynb") and not runner.strip_widget_state(tmp_path / "run.ipynb")
+    assert "widgets" not in nbformat.read(tmp_path / "run.ipynb", as_version=4).metadata

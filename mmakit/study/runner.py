@@ -35,8 +35,8 @@ KIND_NOTEBOOK = {"baseline-driver": "01_baselines", "heads": "02_heads", "prune"
 ALWAYS_RUN = ("07_report",)  # reads every record: cheap, and stale as soon as any record changes
 # executed notebooks are records of a run: no progress bars, library chatter or warnings in them
 # (tqdm reads TQDM_* when the kernel imports it; interactive JupyterLab keeps its progress bars)
-QUIET_KERNEL = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
-                "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "PYTHONWARNINGS": "ignore"}
+QUIET_KERNEL = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+                "TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "PYTHONWARNINGS": "ignore"}
 # parameters that say where things are, not what a run computes
 LOCATION_PARAMS = ("results_dir", "cache_dir", "data_dir", "model_dir", "notebook", "fallback_data_dir", "generic_text_dir")
 
@@ -185,6 +185,19 @@ def command(job: Job, profile: str, out_dir: Path | None = None) -> str:
     return " ".join(shlex.quote(p) for p in parts) + " --cwd notebooks"
 
 
+def strip_widget_state(path: Path) -> bool:
+    """Drop the saved state of ipywidgets (progress bars a library made, even hidden ones) from an
+    executed notebook: hundreds of KB that no reader sees. True if the file changed."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    if "widgets" not in notebook.metadata:
+        return False
+    del notebook.metadata["widgets"]
+    nbformat.write(notebook, path)
+    return True
+
+
 def run_notebooks(
     profile: str,
     names: Sequence[str] | None = None,
@@ -224,6 +237,7 @@ def run_notebooks(
                                  f"executed copy with the traceback: {target}") from exc
         print(f"    done in {time.perf_counter() - start:.0f} s (study so far {time.perf_counter() - start_all:.0f} s)",
               flush=True)
+        strip_widget_state(target)
         written.append(target)
         if on_done:
             on_done(job, target)
