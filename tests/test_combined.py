@@ -3,6 +3,7 @@ kept, two int8 graphs (float exclusions, every MatMul int8) scored and timed bes
 import pandas as pd
 import pytest
 
+from mmakit.core import paper
 from mmakit.report import combined as combined_report
 from mmakit.report import summary
 from mmakit.study import runner
@@ -105,7 +106,7 @@ def _timed(run: str, mls: float, speedups: dict[int, float], unlabelled: list[st
 def test_the_fastest_run_over_the_quality_line_is_found_per_batch_and_setting():
     records = [_timed("slow-good", -0.20, {1: 2.0, 4: 2.5}), _timed("fast-bad", -0.60, {1: 9.0, 4: 9.0}),
                _timed("mid", -0.30, {1: 3.0, 4: 2.0}), _timed("unlab", -0.25, {1: 5.0, 4: 5.5}, ["es", "nl"])]
-    assert summary.quality_line() == pytest.approx(-0.37)
+    assert paper.quality_line() == pytest.approx(-0.37)
     table = summary.fastest_meeting(records).loc["avx512-bf16"]
     assert table.loc[("english-only", 1, "deepsparse"), "run"] == "06 mid"
     assert table.loc[("english-only", 4, "deepsparse"), "run"] == "06 slow-good"

@@ -195,15 +195,10 @@ def frontier_frame(records: list[dict], batch: int = 4) -> pd.DataFrame:
     return frame
 
 
-def quality_line() -> float:
-    """The paper's bar for a fast model: the test mls of its `xlm 90 q` (Table 8)."""
-    return paper.quality_line()
-
-
 def fastest_meeting(records: list[dict], line: float | None = None, batches: tuple[int, ...] = (1, 4, 8)) -> pd.DataFrame:
     """Per CPU class, data setting, batch and runtime, the fastest run whose test mls is `line`
     or better (default the paper's `xlm 90 q`), with its speedup and mls."""
-    line = quality_line() if line is None else line
+    line = paper.quality_line() if line is None else line
     rows = []
     for batch in batches:
         frame = frontier_frame(records, batch)
@@ -254,7 +249,7 @@ def frontier_figure(records: list[dict], batch: int = 4) -> go.Figure:
                                          name="paper (deepsparse, english-only)", textposition="top center",
                                          showlegend=i == 0, marker={"symbol": "star", "size": 12, "color": "black"}),
                               row=row, col=col)
-    fig.add_hline(y=quality_line(), line={"dash": "dash", "color": "grey"},
+    fig.add_hline(y=paper.quality_line(), line={"dash": "dash", "color": "grey"},
                   annotation_text="quality line", annotation_position="top left")
     fig.update_traces(cliponaxis=False, selector={"type": "scatter"})
     return fig.update_layout(height=500 * len(cpus), margin={"t": 90, "b": 150},
