@@ -327,3 +327,15 @@ def test_diagnose_measures_the_fine_tuned_baseline_and_the_report_shows_it(smoke
     assert list(table.index) == ["dense", *found["criteria"]] and table.loc["dense", "top_removed"] == 0
     assert len(report.movement_diagnostics_figure(found).data) == 2  # a panel each: top weights removed, F1
     assert study_diagnostics.load("smoke", smoke.results_dir) is None  # the benchmark has not written it here
+
+
+def test_diagnose_trained_fine_tunes_with_scores_attached_then_cuts_the_plain_model(smoke, tiny_finetuned):
+    found = study_diagnostics.diagnose(smoke, batches=4, sparsity=0.1)
+    found["trained"] = study_diagnostics.diagnose_trained(smoke, steps=3, batches=4, sparsity=0.1)
+    trained = found["trained"]
+    assert trained["steps"] == 3 and set(trained["criteria"]) == set(found["criteria"])
+    assert "median_snr" not in trained["scores"]  # trained scores are no sums of per-batch terms
+    assert -1 <= trained["scores"]["rank_corr_abs_importance"] <= 1
+    assert set(report.movement_regimes(found)) == {report.CONVERGED, "pre-trained encoder, trained scores after 3 steps"}
+    assert list(report.movement_scores_summary(found).columns) == list(report.movement_regimes(found))
+    assert len(report.movement_diagnostics_figure(found).data) == 4  # two panels per regime

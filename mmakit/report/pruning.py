@@ -2,8 +2,8 @@
 seeds, runs pruned as the paper prunes each method) beside the paper and every other setting
 labelled by its regime, the one-shot curve and the OBS damp sweep, every method against the
 random control, OBS's cost per pruning step, F1-during-pruning curves (the paper's Figures 3-5),
-sparsity per layer, throughput with speedups, and the diagnostics of movement from the
-converged model (benchmarks/movement_diagnostics.py's result)."""
+sparsity per layer, throughput with speedups, and the diagnostics of movement in both regimes
+(benchmarks/movement_diagnostics.py's result)."""
 from __future__ import annotations
 
 import numpy as np
@@ -297,35 +297,53 @@ def throughput_table(record: dict) -> pd.DataFrame:
     return ok.pivot_table(index=["model", "runtime"], columns="batch", values=["items_per_s", "speedup"])
 
 
-# --- movement from the converged model: why it fails ---------------------------------------
+# --- movement: why it fails, in both regimes -------------------------------------------------
 
-def movement_scores_summary(bench: dict) -> pd.Series:
-    """How much of the accumulated movement scores of the fine-tuned baseline is signal: share
-    of negative scores, median signal-to-noise ratio, rank correlation of |S| and of sign(S) with
-    importance w^2 E[g^2] (benchmarks/movement_diagnostics.py's result)."""
-    return pd.Series(bench["scores"] | {"mini-batches": bench["batches"], "sentences each": bench["grad_batch"]})
+CONVERGED = "fine-tuned model, accumulated scores"
 
 
-def movement_diagnostics_table(bench: dict) -> pd.DataFrame:
-    """Per criterion, one per-tensor cut of the fine-tuned baseline to `sparsity`: the share of
-    the `top` most important weights it removes and dev F1 per language without retraining,
-    the dense model first."""
-    rows = [{"criterion": "dense", "top_removed": 0.0, **{f"f1_{k}": v for k, v in bench["dense_f1"].items()}}]
+def movement_regimes(bench: dict) -> dict[str, dict]:
+    """The benchmark's sections by regime: the fine-tuned model's accumulated scores, and (when
+    measured) the pre-trained encoder's trained scores after its steps of fine-tuning."""
+    regimes = {CONVERGED: bench}
+    if bench.get("trained"):
+        regimes[f"pre-trained encoder, trained scores after {bench['trained']['steps']} steps"] = bench["trained"]
+    return regimes
+
+
+def movement_scores_summary(bench: dict) -> pd.DataFrame:
+    """How much of the movement scores is signal, per regime: share of negative scores, rank
+    correlation of |S| and of sign(S) with importance w^2 E[g^2], the median signal-to-noise
+    ratio of accumulated sums (benchmarks/movement_diagnostics.py's result)."""
+    return pd.DataFrame({name: pd.Series(part["scores"]) for name, part in movement_regimes(bench).items()})
+
+
+def movement_diagnostics_table(part: dict) -> pd.DataFrame:
+    """Per criterion, one per-tensor cut of one regime's model (a section of the benchmark) to the
+    benchmark's sparsity: the share of the most important weights it removes and dev F1 per
+    language without retraining, the uncut model first."""
+    rows = [{"criterion": "dense", "top_removed": 0.0, **{f"f1_{k}": v for k, v in part["dense_f1"].items()}}]
     rows += [{"criterion": name, "top_removed": row["top_removed"], **{f"f1_{k}": v for k, v in row["f1"].items()}}
-             for name, row in bench["criteria"].items()]
+             for name, row in part["criteria"].items()]
     return pd.DataFrame(rows).set_index("criterion")
 
 
 def movement_diagnostics_figure(bench: dict) -> go.Figure:
-    """Bars per criterion: the share of the most important weights one per-tensor cut removes,
-    and English dev F1 after it: movement cuts the weights that matter, as do its sign flipped
-    and its sizes with shuffled signs; magnitude spares them."""
-    table = movement_diagnostics_table(bench).drop(index="dense")
+    """Bars per criterion, a row per regime: the share of the most important weights one
+    per-tensor cut removes, and English dev F1 after it (the uncut model's as a dotted line):
+    movement cuts the weights that matter, as do its sign flipped and its sizes with shuffled
+    signs; magnitude spares them."""
     top = f"share of the top {bench['top']:.0%} most important weights removed"
-    long = pd.concat([pd.DataFrame({"criterion": table.index, "measure": measure, "value": table[column]})
-                      for measure, column in ((top, "top_removed"), ("English dev F1", "f1_en"))])
-    fig = px.bar(long, x="criterion", y="value", facet_col="measure", range_y=[0, 1], text_auto=".2f",
-                 title=f"One {bench['sparsity']:.0%} per-tensor cut of the fine-tuned baseline, no retraining "
-                       f"(movement scores from {bench['batches']} mini-batches)")
-    fig.add_hline(y=bench["dense_f1"]["en"], line_dash="dot", col=2, annotation_text="dense en")
+    frames = []
+    for regime, part in movement_regimes(bench).items():
+        table = movement_diagnostics_table(part).drop(index="dense")
+        frames += [pd.DataFrame({"criterion": table.index, "regime": regime, "measure": measure, "value": table[column]})
+                   for measure, column in ((top, "top_removed"), ("English dev F1", "f1_en"))]
+    regimes = movement_regimes(bench)
+    fig = px.bar(pd.concat(frames), x="criterion", y="value", facet_col="measure",
+                 facet_row="regime" if len(regimes) > 1 else None, range_y=[0, 1], text_auto=".2f",
+                 height=380 * len(regimes),
+                 title=f"One {bench['sparsity']:.0%} per-tensor cut, no retraining")
+    for row, part in enumerate(reversed(list(regimes.values())), start=1):
+        fig.add_hline(y=part["dense_f1"]["en"], line_dash="dot", row=row, col=2, annotation_text="uncut en")
     return plots.value_facet_titles(fig)
