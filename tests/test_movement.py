@@ -294,6 +294,17 @@ def test_controls_flip_the_sign_and_shuffle_signs_within_each_tensor():
         assert torch.equal(controls["magnitude"][name], weights[name].detach() ** 2)
 
 
+def test_lines_over_counts_rows_and_columns_cut_more_than_twice_as_deep():
+    weights = {"w": nn.Parameter(torch.ones(4, 5))}
+    masks = Masks(weights)
+    masks.keep["w"][0] = False  # one whole row: 5 of 20 weights, a 25% cut
+    # the row (100% > 50%) and no column (25% each): 1 of 4 + 5 lines
+    assert diagnostics.lines_over(masks, 0.25) == pytest.approx(1 / 9)
+    masks.keep["w"][0] = True
+    masks.keep["w"][[0, 1, 2, 3], [0, 1, 2, 3]] = False  # a diagonal: every line at most 1/4 or 1/5
+    assert diagnostics.lines_over(masks, 0.2) == 0
+
+
 def test_moments_sum_movement_its_square_and_the_squared_gradient():
     w = nn.Parameter(torch.tensor([[1.0, -2.0, 0.5]]))
     grads = [torch.tensor([[1.0, 1.0, 2.0]]), torch.tensor([[3.0, -1.0, 2.0]])]
@@ -335,6 +346,7 @@ def test_diagnose_trained_fine_tunes_with_scores_attached_then_cuts_the_plain_mo
     trained = found["trained"]
     assert trained["steps"] == 3 and set(trained["criteria"]) == set(found["criteria"])
     assert "median_snr" not in trained["scores"]  # trained scores are no sums of per-batch terms
+    assert all(0 <= c["lines_over_2x"] <= 1 for c in trained["criteria"].values())
     assert -1 <= trained["scores"]["rank_corr_abs_importance"] <= 1
     assert set(report.movement_regimes(found)) == {report.CONVERGED, "pre-trained encoder, trained scores after 3 steps"}
     assert list(report.movement_scores_summary(found).columns) == list(report.movement_regimes(found))

@@ -320,11 +320,12 @@ def movement_scores_summary(bench: dict) -> pd.DataFrame:
 
 def movement_diagnostics_table(part: dict) -> pd.DataFrame:
     """Per criterion, one per-tensor cut of one regime's model (a section of the benchmark) to the
-    benchmark's sparsity: the share of the most important weights it removes and dev F1 per
-    language without retraining, the uncut model first."""
-    rows = [{"criterion": "dense", "top_removed": 0.0, **{f"f1_{k}": v for k, v in part["dense_f1"].items()}}]
-    rows += [{"criterion": name, "top_removed": row["top_removed"], **{f"f1_{k}": v for k, v in row["f1"].items()}}
-             for name, row in part["criteria"].items()]
+    benchmark's sparsity: the share of the most important weights it removes, the share of rows
+    and columns it cuts more than twice as deep (whole units hit), and dev F1 per language without
+    retraining, the uncut model first."""
+    rows = [{"criterion": "dense", "top_removed": 0.0, "lines_over_2x": 0.0, **{f"f1_{k}": v for k, v in part["dense_f1"].items()}}]
+    rows += [{"criterion": name, "top_removed": row["top_removed"], "lines_over_2x": row.get("lines_over_2x"),
+              **{f"f1_{k}": v for k, v in row["f1"].items()}} for name, row in part["criteria"].items()]
     return pd.DataFrame(rows).set_index("criterion")
 
 

@@ -85,8 +85,8 @@ def diagnose_trained(P: Params, steps: int, batches: int, sparsity: float = 0.1,
 def _cuts(P: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, scores: dict[str, torch.Tensor],
           importance: dict[str, torch.Tensor], sparsity: float, top: float) -> dict:
     """Dev F1 of `model` uncut ("dense_f1") and, per criterion of diagnostics.control_scores, after
-    one per-tensor cut of a copy to `sparsity`: F1 and the share of the `top` most important
-    weights removed ("criteria")."""
+    one per-tensor cut of a copy to `sparsity`: F1, the share of the `top` most important weights
+    removed and the share of rows and columns cut more than twice as deep ("criteria")."""
     suite = common.curve_suite(P, tokenizer, seed=P.get("baseline_seed") or P.seed)
     keys = [(lang, "dev") for lang in LANGUAGES]
 
@@ -98,5 +98,6 @@ def _cuts(P: Params, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         copied = copy.deepcopy(model)
         pruned = diagnostics.cut(prunable_weights(copied, P.prune_scope), ranking, sparsity)
         pruned.apply()
-        criteria[name] = {"top_removed": diagnostics.top_removed(pruned, importance, top), "f1": dev_f1(copied)}
+        criteria[name] = {"top_removed": diagnostics.top_removed(pruned, importance, top),
+                          "lines_over_2x": diagnostics.lines_over(pruned, sparsity), "f1": dev_f1(copied)}
     return {"dense_f1": dev_f1(model), "criteria": criteria}

@@ -126,3 +126,16 @@ def top_removed(masks: Masks, importance: dict[str, torch.Tensor], top: float = 
     most[torch.topk(imp, count).indices] = True
     pruned = ~torch.cat([k.reshape(-1) for k in masks.keep.values()]).cpu()
     return float((pruned & most).sum() / count)
+
+
+def lines_over(masks: Masks, sparsity: float, factor: float = 2.0) -> float:
+    """The share of rows and columns of the pruned matrices (a unit's inputs or outputs) that
+    lose more than `factor` x `sparsity` of their weights: about 0 when a cut is spread like a
+    random one, large when it falls on whole units (hidden dimensions, neurons)."""
+    over = lines = 0
+    for keep in masks.keep.values():
+        cut = (~keep).float()
+        for share in (cut.mean(dim=1), cut.mean(dim=0)):
+            over += int((share > factor * sparsity).sum())
+            lines += share.numel()
+    return over / lines
