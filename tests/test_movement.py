@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from mmakit.core.alignment import tokenize_dataset
+from mmakit.core.train import fine_tune
 from mmakit.report import pruning as report
 from mmakit.study import baseline, common, params
 from mmakit.study import movement_diagnostics as study_diagnostics
@@ -65,6 +66,25 @@ def test_straight_through_gradient_reaches_the_scores_as_the_masked_weights_grad
     torch.testing.assert_close(attached["0"].scores.grad, expected)
     torch.testing.assert_close(w.grad, w_masked.grad * masks.keep["0"])  # pruned weights get no gradient
     assert torch.equal(model[0].weight, w.detach() * masks.keep["0"])  # the forward sees W * M exactly
+
+
+def test_with_nothing_pruned_the_mask_leaves_training_as_it_was_and_the_scores_learn(tiny, smoke):
+    """The trained-movement path trains the model like plain fine-tuning until a cut: its zero
+    F1 comes from the cuts, not from the parametrization (same losses, weights moved)."""
+    model, tokenizer, train = tiny
+    cfg = common.train_config(smoke, epochs=1, max_grad_norm=1e9)  # no clipping: the scores' gradients add to the norm
+    runs = {}
+    for attach in (False, True):
+        copied = copy.deepcopy(model)
+        masks = Masks(prunable_weights(copied), selection="per_tensor")
+        before = {n: w.detach().clone() for n, w in masks.weights.items()}
+        attached = straight_through.attach(copied, masks) if attach else {}
+        trained = fine_tune(copied, train.select(range(32)), cfg, tokenizer.pad_token_id)
+        moved = max(float((w.detach() - before[n]).abs().max()) for n, w in masks.weights.items())
+        runs[attach] = (trained.losses, moved, straight_through.scores(attached))
+    torch.testing.assert_close(torch.tensor(runs[True][0]), torch.tensor(runs[False][0]), rtol=1e-4, atol=1e-5)
+    assert runs[True][1] > 0 and runs[True][1] == pytest.approx(runs[False][1], rel=1e-3)
+    assert all(float(s.abs().max()) > 0 for s in runs[True][2].values())
 
 
 def test_reselect_brings_back_a_group_whose_score_rose():
