@@ -356,7 +356,7 @@ def test_diagnose_measures_the_fine_tuned_baseline_and_the_report_shows_it(smoke
     assert all(0 <= c["top_removed"] <= 1 and set(c["f1"]) == {"en", "es", "nl"} for c in found["criteria"].values())
     table = report.movement_diagnostics_table(found)
     assert list(table.index) == ["dense", *found["criteria"]] and table.loc["dense", "top_removed"] == 0
-    assert len(report.movement_diagnostics_figure(found).data) == 2  # a panel each: top weights removed, F1
+    assert len(report.movement_diagnostics_figure(found).data) == 3  # a panel each: top weights removed, units hit, F1
     assert study_diagnostics.load("smoke", smoke.results_dir) is None  # the benchmark has not written it here
 
 
@@ -370,4 +370,4 @@ def test_diagnose_trained_fine_tunes_with_scores_attached_then_cuts_the_plain_mo
     assert -1 <= trained["scores"]["rank_corr_abs_importance"] <= 1
     assert set(report.movement_regimes(found)) == {report.CONVERGED, "pre-trained encoder, trained scores after 3 steps"}
     assert list(report.movement_scores_summary(found).columns) == list(report.movement_regimes(found))
-    assert len(report.movement_diagnostics_figure(found).data) == 4  # two panels per regime
+    assert len(report.movement_diagnostics_figure(found).data) == 6  # three panels per regime

@@ -28,7 +28,7 @@ def save_figure(fig: go.Figure, name: str, folder: str | Path | None = None) -> 
     fig.write_html(html, include_plotlyjs="cdn")
     written = [html]
     try:
-        fig.write_image(out / f"{name}.png", width=900, height=500)
+        fig.write_image(out / f"{name}.png", width=900, height=fig.layout.height or 500)
         written.append(out / f"{name}.png")
     except Exception:  # kaleido or Chrome missing: HTML is enough
         pass

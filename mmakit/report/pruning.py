@@ -331,20 +331,24 @@ def movement_diagnostics_table(part: dict) -> pd.DataFrame:
 
 def movement_diagnostics_figure(bench: dict) -> go.Figure:
     """Bars per criterion, a row per regime: the share of the most important weights one
-    per-tensor cut removes, and English dev F1 after it (the uncut model's as a dotted line):
-    movement cuts the weights that matter, as do its sign flipped and its sizes with shuffled
-    signs; magnitude spares them."""
-    top = f"share of the top {bench['top']:.0%} most important weights removed"
-    frames = []
-    for regime, part in movement_regimes(bench).items():
-        table = movement_diagnostics_table(part).drop(index="dense")
-        frames += [pd.DataFrame({"criterion": table.index, "regime": regime, "measure": measure, "value": table[column]})
-                   for measure, column in ((top, "top_removed"), ("English dev F1", "f1_en"))]
+    per-tensor cut removes, the share of rows and columns it cuts more than twice as deep, and
+    English dev F1 after it (the uncut model's as a dotted line): movement's cuts fall on the
+    weights or whole units that matter, as do its sign flipped and its sizes with shuffled
+    signs; magnitude spares them and random spreads its cut evenly."""
+    measures = ((f"top {bench['top']:.0%} most important weights removed", "top_removed"),
+                ("rows and columns cut over 2x deep", "lines_over_2x"), ("English dev F1", "f1_en"))
     regimes = movement_regimes(bench)
-    fig = px.bar(pd.concat(frames), x="criterion", y="value", facet_col="measure",
-                 facet_row="regime" if len(regimes) > 1 else None, range_y=[0, 1], text_auto=".2f",
-                 height=380 * len(regimes),
+    frames = []
+    for regime, part in regimes.items():
+        table = movement_diagnostics_table(part).drop(index="dense")
+        short = "from fine-tuned" if part is bench else f"from pre-trained, {part['steps']} steps"
+        frames += [pd.DataFrame({"criterion": table.index, "regime": short, "measure": measure, "value": table[column]})
+                   for measure, column in measures if column in table and table[column].notna().all()]
+    long = pd.concat(frames)
+    fig = px.bar(long, x="criterion", y="value", facet_col="measure", facet_row="regime" if len(regimes) > 1 else None,
+                 range_y=[0, 1], text_auto=".2f", height=200 + 260 * len(regimes),
                  title=f"One {bench['sparsity']:.0%} per-tensor cut, no retraining")
+    f1_col = list(long["measure"].unique()).index("English dev F1") + 1
     for row, part in enumerate(reversed(list(regimes.values())), start=1):
-        fig.add_hline(y=part["dense_f1"]["en"], line_dash="dot", row=row, col=2, annotation_text="uncut en")
+        fig.add_hline(y=part["dense_f1"]["en"], line_dash="dot", row=row, col=f1_col, annotation_text="uncut")
     return plots.value_facet_titles(fig)
