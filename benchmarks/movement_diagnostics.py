@@ -15,7 +15,6 @@ when set); the 03 notebook shows it (mmakit.report.pruning.movement_diagnostics_
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from mmakit.core.paths import write_json_atomic
+from mmakit.core.train import total_steps
 from mmakit.study import common, params
 from mmakit.study.movement_diagnostics import RESULT, diagnose, diagnose_trained
 from mmakit.study.provenance import capture
@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     found = diagnose(P, args.batches, args.sparsity, args.top)
     show("fine-tuned baseline, accumulated scores", found, args.top)
     steps = args.trained_steps
-    if steps is None:
-        steps = math.ceil(len(common.english_train(P)) / int(P.batch_size))
+    if steps is None:  # one epoch of English
+        steps = total_steps(len(common.english_train(P)), common.train_config(P, epochs=1))
     if steps > 0:
         found["trained"] = diagnose_trained(P, steps, args.batches, args.sparsity, args.top)
         show(f"pre-trained encoder after {steps} steps, trained scores", found["trained"], args.top)

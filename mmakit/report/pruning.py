@@ -324,7 +324,7 @@ def movement_diagnostics_table(part: dict) -> pd.DataFrame:
     and columns it cuts more than twice as deep (whole units hit), and dev F1 per language without
     retraining, the uncut model first."""
     rows = [{"criterion": "dense", "top_removed": 0.0, "lines_over_2x": 0.0, **{f"f1_{k}": v for k, v in part["dense_f1"].items()}}]
-    rows += [{"criterion": name, "top_removed": row["top_removed"], "lines_over_2x": row.get("lines_over_2x"),
+    rows += [{"criterion": name, "top_removed": row["top_removed"], "lines_over_2x": row["lines_over_2x"],
               **{f"f1_{k}": v for k, v in row["f1"].items()}} for name, row in part["criteria"].items()]
     return pd.DataFrame(rows).set_index("criterion")
 
@@ -343,7 +343,7 @@ def movement_diagnostics_figure(bench: dict) -> go.Figure:
         table = movement_diagnostics_table(part).drop(index="dense")
         short = "from fine-tuned" if part is bench else f"from pre-trained, {part['steps']} steps"
         frames += [pd.DataFrame({"criterion": table.index, "regime": short, "measure": measure, "value": table[column]})
-                   for measure, column in measures if column in table and table[column].notna().all()]
+                   for measure, column in measures]
     long = pd.concat(frames)
     fig = px.bar(long, x="criterion", y="value", facet_col="measure", facet_row="regime" if len(regimes) > 1 else None,
                  range_y=[0, 1], text_auto=".2f", height=200 + 260 * len(regimes),

@@ -17,9 +17,9 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mmakit.core.alignment import tokenize_dataset
-from mmakit.core.train import fine_tune
 from mmakit.core.data import LANGUAGES
 from mmakit.core.evaluation import torch_logits
+from mmakit.core.train import fine_tune
 from mmakit.study import common
 from mmakit.study.params import Params
 from mmakit.study.records import results_root
@@ -73,8 +73,7 @@ def diagnose_trained(P: Params, steps: int, batches: int, sparsity: float = 0.1,
     cfg = common.train_config(P, epochs=epochs_for_steps(steps, len(train), int(P.batch_size)))
     trained = fine_tune(model, train, cfg, tokenizer.pad_token_id, desc="train with movement scores")
     scores = {n: s.view_as(masks.weights[n]) for n, s in straight_through.scores(attached).items()}
-    straight_through.fix(model, masks)  # nothing pruned yet: the plain model, scores kept above
-    masks = Masks(prunable_weights(model, P.prune_scope), selection="per_tensor")
+    straight_through.fix(model, masks)  # nothing pruned yet: the plain model (same parameters), scores kept above
     source = GradientSource(train, tokenizer.pad_token_id, batches, int(P.grad_batch), P.seed)
     importance = diagnostics.moments(model, masks, source, IMPORTANCE_ROUND).importance(masks.weights)
     cuts = _cuts(P, model.eval(), tokenizer, scores, importance, sparsity, top)
