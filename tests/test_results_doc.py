@@ -8,7 +8,8 @@ from tests.report_records import baselines, pipeline, pruned, quantized
 COMMITTED = REPO / "outputs" / "results"
 
 
-def test_readmes_headline_block_is_what_the_committed_records_give():
+def test_readmes_headline_block_is_what_the_committed_records_give(monkeypatch):
+    monkeypatch.setenv("MMAKIT_RESULTS_DIR", str(COMMITTED))  # their predictions files, whatever other tests set
     records = [r for r in read_records(COMMITTED) if r["profile"] == "quick"]
     shown = results.readme_block_in((REPO / "README.md").read_text())
     assert shown is not None, "README.md lost its headline markers"
