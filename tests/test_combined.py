@@ -73,16 +73,25 @@ def test_a_staged_student_with_its_seed_and_qat_distillation_names_its_pipeline(
     assert data_setting(combined.NOTEBOOK, english) == "english-only"
 
 
-def test_qat_distils_from_the_dense_baseline_into_a_staged_student_of_its_seed(smoke):
+@pytest.fixture(scope="module")
+def qkd_pipeline(smoke):
+    """(parameters, {run: record}) of a smoke pipeline: a staged 1-layer student of seed 43, QAT
+    distilling from the dense baseline."""
     from mmakit.study import combined, common, params
-    from mmakit.study.records import read_records
 
     given = {"profile": "smoke", "cache_dir": smoke["cache_dir"], "results_dir": smoke["results_dir"],
              "combine_student": 1, "combine_generic_langs": "en,es", "qat_distill": True, "combine_seed": 43, "seeds": "42,43",
              "runtimes": "onnxruntime", "batches": "1", "bench_seconds": 0.1, "bench_rounds": 1}
     P = params.resolve(given, "06_combined")
     common.setup(P)
-    records = {r["run"]: r for r in combined.run(P)}
+    return P, {r["run"]: r for r in combined.run(P)}
+
+
+def test_qat_distils_from_the_dense_baseline_into_a_staged_student_of_its_seed(smoke, qkd_pipeline):
+    from mmakit.study import common
+    from mmakit.study.records import read_records
+
+    P, records = qkd_pipeline
     assert set(records) == {"tiny-L1-generic_en_es-kd-qkd-s43", "tiny-L1-generic_en_es-kd-qkd-int8all-s43"}
     q = records["tiny-L1-generic_en_es-kd-qkd-s43"]
     made = q["technique"]["made"]
@@ -92,6 +101,28 @@ def test_qat_distils_from_the_dense_baseline_into_a_staged_student_of_its_seed(s
     assert q["quantization"]["qat"]["steps"] > 0
     aggregate = {r["run"]: r for r in read_records(smoke["results_dir"], "06_combined")}["tiny-L1-generic_en_es-kd-qkd"]
     assert aggregate["aggregate_of"] == ["tiny-L1-generic_en_es-kd-qkd-s43"]  # the seeds present so far
+
+
+def test_export_rebuilds_the_pipeline_its_record_timed_with_qat_distillation(smoke, qkd_pipeline, monkeypatch):
+    from mmakit.study import combined, common, rebuild
+
+    _, records = qkd_pipeline
+    record = records["tiny-L1-generic_en_es-kd-qkd-s43"]
+    P = rebuild.run_params(record)
+    common.setup(P)
+    seen = []
+    build = combined.quantized
+
+    def quantized(P, model, tokenizer, folder, hooks=None):
+        seen.append((int(P.seed), [type(h).__name__ for h in hooks or ()]))
+        return build(P, model, tokenizer, folder, hooks)
+
+    monkeypatch.setattr(combined, "quantized", quantized)
+    folder = rebuild.graph_folder(record, P)
+    assert seen == [(43, ["WordKDHook"])]  # QAT distils and trains with the pipeline's seed, as the run did
+    check = rebuild.verify(record, P, folder, smoke["results_dir"])
+    assert check["matches"] and check["max_abs_diff"] == 0.0
+    assert check["tags"]["sentences"] > 0 and check["tags"]["differing"] == 0
 
 
 def _timed(run: str, mls: float, speedups: dict[int, float], unlabelled: list[str] | None = None,

@@ -16,6 +16,7 @@ so the cost of the exclusions shows. Students and pruned models come from the ca
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -153,22 +154,48 @@ def technique(P: Params, variant: str, made: dict, info: dict) -> dict:
             "float_ops": list(info["settings"]["exclude"]), "made": made}
 
 
+@dataclass
+class Pipeline:
+    """A pipeline as built: the dense baseline (model, tokenizer, cache metadata), the float model
+    before quantization (model, tokenizer, what it is) and the int8 graphs ({variant: (path, info)})."""
+
+    dense: PreTrainedModel
+    dense_tokenizer: PreTrainedTokenizerBase
+    base: dict
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    made: dict
+    graphs: dict
+
+
+def build(P: Params, folder: Path) -> Pipeline:
+    """The run's pipeline, its int8 graphs written to `folder`: what run() scores and times, and
+    what `mmakit export` rebuilds, so both get the same graph. P must already carry the pipeline's
+    seed (`with_pipeline_seed`)."""
+    dense, dense_tokenizer, base = common.fine_tuned(P)
+    model, tokenizer, made = float_model(P, dense, dense_tokenizer, base)
+    hooks, made["qat_teacher"] = qat_teacher(P, dense, dense_tokenizer, tokenizer, base)
+    return Pipeline(dense, dense_tokenizer, base, model, tokenizer, made, quantized(P, model, tokenizer, folder, hooks))
+
+
+def with_pipeline_seed(P: Params) -> Params:
+    """P whose `seed` (the one QAT trains with) is `combine_seed` when given; P otherwise."""
+    return Params(P | {"seed": pipeline_seed(P)}) if P.get("combine_seed") is not None else P
+
+
 def run(P: Params) -> list[dict]:
     """Build the run's pipeline, score both int8 graphs on all six sets, time them beside the
     dense fp32 graph, and write one record per graph. With `combine_seed`, QAT trains with that
     seed too (the records' `seed`)."""
     clock = common.RunClock()
-    if P.get("combine_seed") is not None:
-        P = Params(P | {"seed": pipeline_seed(P)})
-    dense, dense_tokenizer, base = common.fine_tuned(P)
-    model, tokenizer, made = float_model(P, dense, dense_tokenizer, base)
-    hooks, made["qat_teacher"] = qat_teacher(P, dense, dense_tokenizer, tokenizer, base)
-    suite = common.eval_suite(P, tokenizer)
+    P = with_pipeline_seed(P)
     with tempfile.TemporaryDirectory(prefix="06_combined-") as tmp:
-        graphs = quantized(P, model, tokenizer, Path(tmp), hooks)
-        dense_graph = Path(base["checkpoint"]) / "model.onnx"  # written by 01_baselines, if it ran
+        built = build(P, Path(tmp))
+        graphs, tokenizer = built.graphs, built.tokenizer
+        suite = common.eval_suite(P, tokenizer)
+        dense_graph = Path(built.base["checkpoint"]) / "model.onnx"  # written by 01_baselines, if it ran
         if not dense_graph.exists():
-            dense_graph = export.export_onnx(dense, dense_tokenizer, Path(tmp) / "dense.onnx")
+            dense_graph = export.export_onnx(built.dense, built.dense_tokenizer, Path(tmp) / "dense.onnx")
         scored = {v: common.score(P, suite, export.onnx_logits(path, P.get("threads"))) for v, (path, _) in graphs.items()}
         rows = bench.speedups(speed.benchmark({DENSE: dense_graph} | {v: p for v, (p, _) in graphs.items()}, tokenizer, P),
                               DENSE)
@@ -177,11 +204,11 @@ def run(P: Params) -> list[dict]:
     for variant, (_, info) in graphs.items():
         run_name, aggregate_name = record_names(P, variant)
         records.append(common.finish(P, common.result_record(
-            P, run_name, technique(P, variant, made, info), scored[variant], clock,
+            P, run_name, technique(P, variant, built.made, info), scored[variant], clock,
             throughput=[r for r in rows if r["model"] == variant], dense_throughput=[r for r in rows if r["model"] == DENSE],
             quantization=info,
-            sizes={"onnx_bytes": sizes[variant]}, parameters=count_parameters(model),
-            baseline={"key": base["key"], "checkpoint": base["checkpoint"]},
+            sizes={"onnx_bytes": sizes[variant]}, parameters=count_parameters(built.model),
+            baseline={"key": built.base["key"], "checkpoint": built.base["checkpoint"]},
         )))
         if aggregate_name:
             common.write_seed_aggregate(P, aggregate_name)

@@ -30,7 +30,7 @@ def export(name: str, out: str | Path, results_dir: str | Path | None = None, ca
     P = rebuild.run_params(record, cache_dir, data_dir)
     common.setup(P)
     folder = rebuild.graph_folder(record, P)
-    check = rebuild.verify(record, P, folder) if verify else None
+    check = rebuild.verify(record, P, folder, results_dir) if verify else None
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     real_text = text_speed.rows_for(rebuild.record_name(record), results_dir)
     with atomic_path(out) as tmp:

@@ -195,6 +195,10 @@ def _provenance_lines(card: dict) -> list[str]:
         verdict = "equals" if check["matches"] else "DIFFERS FROM"
         lines.append(f"- check: this graph's F1 through onnxruntime on the run's {check['sets']} sets {verdict} the "
                      f"record's (largest difference {check['max_abs_diff']:.2g}, tolerance {check['tolerance']:g})")
+        if check.get("tags"):
+            tags = check["tags"]
+            lines.append(f"- its tags differ from the record's stored predictions in {tags['differing']} of "
+                         f"{tags['sentences']} sentences")
     lines.append("- every parameter of the run: `card.json`, `provenance.params`")
     return lines
 

@@ -5,7 +5,7 @@ No driver keeps its int8 graphs (05 and 06 build them in temporary folders), but
 before quantization is cached (fine-tuned baselines, pruned models, students), so a graph is
 rebuilt by the driver's own steps: 01 the baseline's graph (kept in its checkpoint as
 model.onnx), 03 a gradual run's pruned model, 04 the student, 05 the baseline's fp32 graph
-quantized by the record's method, 06 the pipeline's float model through QAT (every MatMul int8
+quantized by the record's method, 06 the pipeline as its driver builds it (QAT with its KD hook; every MatMul int8
 for an `-int8all` record). Each is cached under <cache>/graphs/<run>-<key>, the key covering
 the run's parameters, the code versions its notebook depends on and the training libraries,
 and `verify` scores it on the run's evaluation sets against the record's F1.
@@ -28,6 +28,7 @@ from mmakit.runtime.model_folder import GRAPH
 from mmakit.study import combined, common, distillation, params, pruning, quantization
 from mmakit.study.code_version import versions_for
 from mmakit.study.params import Params
+from mmakit.study.predictions import load_predictions
 from mmakit.study.provenance import training_libraries
 from mmakit.study.records import LEGACY_SCORER, record_scorer, results_root
 from mmakit.techniques.quantization.pipeline import FP32
@@ -129,10 +130,8 @@ def _quantized(record: dict, P: Params, tmp: Path) -> tuple[Path, PreTrainedToke
 
 
 def _combined(record: dict, P: Params, tmp: Path) -> tuple[Path, PreTrainedTokenizerBase]:
-    dense, tokenizer, base = common.fine_tuned(P)
-    model, tokenizer, _ = combined.float_model(P, dense, tokenizer, base)
-    graphs = combined.quantized(P, model, tokenizer, tmp)
-    return graphs[record["technique"]["coverage"]][0], tokenizer
+    built = combined.build(combined.with_pipeline_seed(P), tmp)
+    return built.graphs[record["technique"]["coverage"]][0], built.tokenizer
 
 
 BUILDERS: dict[str, Builder] = {"03_obs": _pruned, "04_distillation": _student, "05_quantization": _quantized,
@@ -169,9 +168,21 @@ def expected_f1(record: dict) -> dict:
     return (seed or {}).get("f1") or record["f1"]
 
 
-def verify(record: dict, P: Params, folder: str | Path) -> dict:
+def tag_agreement(record: dict, predicted: dict, results_dir: str | Path | None = None) -> dict | None:
+    """{"sentences", "differing"}: how many of the record's stored predicted sentences the rebuilt
+    graph tags differently (`predicted` as EvalSuite.evaluate gives it); None when the record
+    keeps no predictions of its own (a seed aggregate, an older record)."""
+    if not record.get("predictions") or record.get("speed_from"):
+        return None
+    stored = load_predictions(record, results_dir)
+    pairs = [(a, b) for key, tags in stored.items() if key in predicted for a, b in zip(tags, predicted[key], strict=True)]
+    return {"sentences": len(pairs), "differing": sum(a != b for a, b in pairs)}
+
+
+def verify(record: dict, P: Params, folder: str | Path, results_dir: str | Path | None = None) -> dict:
     """Score the graph in `folder` through onnxruntime on the run's evaluation sets, with the
-    scorer of the record's F1: {"f1", "expected", "max_abs_diff", "matches" (within TOLERANCE)}."""
+    scorer of the record's F1: {"f1", "expected", "max_abs_diff", "matches" (within TOLERANCE),
+    "tags" (`tag_agreement` with the record's stored predictions)}."""
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     result = common.eval_suite(P, tokenizer).evaluate(export.onnx_logits(Path(folder) / GRAPH, P.get("threads")))
     got = result["f1_strict" if record_scorer(record) == LEGACY_SCORER else "f1"]
@@ -180,4 +191,5 @@ def verify(record: dict, P: Params, folder: str | Path) -> dict:
              if split in got.get(lang, {})]
     worst = max(diffs, default=None)
     return {"f1": got, "expected": expected, "sets": len(diffs), "max_abs_diff": worst,
-            "matches": worst is not None and worst <= TOLERANCE, "tolerance": TOLERANCE}
+            "matches": worst is not None and worst <= TOLERANCE, "tolerance": TOLERANCE,
+            "tags": tag_agreement(record, result["predictions"], results_dir)}
