@@ -188,3 +188,16 @@ def test_export_will_not_overwrite_a_folder_unasked(exported, capsys):
     folder, _ = exported
     assert cli.main(["export", "05_quantization/export-dynamic", "--out", str(folder)]) == 2
     assert "pass --force" in capsys.readouterr().err
+
+
+def test_graph_cache_key_follows_the_rebuild_code_not_only_the_drivers(monkeypatch):
+    """A fix to how export rebuilds a graph must not reuse graphs the old rebuild cached (the
+    drivers' versions alone did not change when QAT's KD hook was added to the rebuild)."""
+    from mmakit.study import code_version, rebuild
+
+    record, P = {"notebook": "06_combined", "run": "x-qkd-s42"}, rebuild.Params({"seed": 42})
+    before = rebuild.graph_key(record, P)
+    assert before == rebuild.graph_key(record, P) and before.startswith("x-qkd-s42-")
+    monkeypatch.setattr(code_version, "VERSIONS", code_version.VERSIONS | {"rebuild": (99, "")})
+    assert rebuild.graph_key(record, P) != before
+    assert "rebuild" not in code_version.versions_for("06_combined")  # records do not go stale with it

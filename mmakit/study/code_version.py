@@ -48,6 +48,8 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "distil-driver": _files("study", "distillation", "teacher"),
     "quantize-driver": _files("study", "quantization"),
     "combined-driver": _files("study", "combined"),
+    # export's rebuild of a record's graph: part of the graph cache's key only, no record depends on it
+    "rebuild": _files("study", "rebuild"),
 }
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
@@ -65,6 +67,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "distil-driver": (2, "dee3f70c29d2e7f6"),
     "quantize-driver": (1, "d1b41098a964de5b"),
     "combined-driver": (2, "7fd641b8b8f8627e"),
+    "rebuild": (2, "1d5b38cbab7ded40"),
 }
 _SHARED = ("fine-tune", "evaluate", "runtime", "drivers")
 NOTEBOOK_KINDS: dict[str, tuple[str, ...]] = {

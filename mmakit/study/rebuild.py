@@ -26,7 +26,7 @@ from mmakit.core.paths import atomic_path, cache_root
 from mmakit.runtime import export
 from mmakit.runtime.model_folder import GRAPH
 from mmakit.study import combined, common, distillation, params, pruning, quantization
-from mmakit.study.code_version import versions_for
+from mmakit.study.code_version import code_version, versions_for
 from mmakit.study.params import Params
 from mmakit.study.predictions import load_predictions
 from mmakit.study.provenance import training_libraries
@@ -85,11 +85,13 @@ def source_run(record: dict) -> str:
 
 
 def graph_key(record: dict, P: Params) -> str:
-    """`<run>-<hash>` of the run's parameters (not its folders), notebook, code versions and
-    training libraries: a change to any of them rebuilds the graph."""
+    """`<run>-<hash>` of the run's parameters (not its folders), notebook, code versions (the
+    notebook's and this module's own: a fix to the rebuild must not reuse graphs the old one
+    built) and training libraries: a change to any of them rebuilds the graph."""
     payload = {"notebook": record["notebook"], "run": source_run(record),
                "params": {k: v for k, v in P.items() if k not in PATH_PARAMS},
-               "code": versions_for(record["notebook"]), "libraries": training_libraries()}
+               "code": versions_for(record["notebook"]), "rebuild": code_version("rebuild"),
+               "libraries": training_libraries()}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"{source_run(record)}-{digest}"
 
