@@ -73,6 +73,23 @@ def test_a_staged_student_with_its_seed_and_qat_distillation_names_its_pipeline(
     assert data_setting(combined.NOTEBOOK, english) == "english-only"
 
 
+def test_a_student_fine_tuned_with_the_hidden_state_loss_is_04s_kd_hid_student(smoke):
+    from mmakit.study import combined, distillation
+    from mmakit.study.params import Params
+
+    P = Params(dict(smoke) | {"combine_student": 6, "combine_generic_langs": ["en", "es", "nl", "de", "fr"],
+                              "combine_intermediate": True, "combine_sparsity": 0.8, "combine_group_size": 4,
+                              "qat_distill": True, "combine_seed": 42})
+    assert combined.pipeline_name(P) == "tiny-L6-generic_en_es_nl_de_fr-kd-hid-obs80-4block-qkd"
+    student = combined.student_params(P)
+    assert distillation.run_name(student, [1, 3, 5, 7, 9, 11]) == "tiny-L6-generic_en_es_nl_de_fr-kd-hid-s42"
+    record = {"technique": combined.technique(P, "exclusions", {}, {"settings": {"exclude": []}})}
+    assert combined_report.label(record).startswith("L6 student after generic en,es,nl,de,fr text (hidden MSE), OBS 80%")
+    plain = Params(P | {"combine_intermediate": False})
+    assert combined.pipeline_name(plain) == "tiny-L6-generic_en_es_nl_de_fr-kd-obs80-4block-qkd"
+    assert not combined.student_params(plain)["intermediate"]
+
+
 @pytest.fixture(scope="module")
 def qkd_pipeline(smoke):
     """(parameters, {run: record}) of a smoke pipeline: a staged 1-layer student of seed 43, QAT

@@ -37,3 +37,20 @@ def test_results_markdown_holds_every_table_with_intervals_and_paper_columns():
     assert "| xlm 90 q |" in text and "paper mls" in text and "xlm magnitude 90" in text
     assert "-0.123 [-0.129, -0.118]" in text  # the baseline's seed mean with its t interval
     assert "no predictions stored: not judged" in text  # the one-seed pipeline against its baseline
+
+
+def test_each_setting_beyond_the_papers_gets_its_own_section_saying_whether_it_is_zero_shot():
+    """A generic-multilingual pipeline is zero-shot (no es/nl NER data, no CoNLL-2002 text) and must
+    not sit under a target-unlabelled heading that calls it not zero-shot, nor beside the paper's rows."""
+    generic = pipeline("generic-obs80-qkd", -0.49, "student-generic", student=6, setting="generic-multilingual")
+    unlabelled = pipeline("unlab-obs80-q", -0.33, "student-unlab", student=6, setting="target-unlabelled")
+    text = results.results_markdown(baselines({42: -0.12}) + [generic, unlabelled], "quick")
+    sections = {part.split("\n", 1)[0]: part for part in text.split("\n## ")}
+    ours = next(body for title, body in sections.items() if title.startswith("Combined pipelines (Tables"))
+    zero_shot = next(body for title, body in sections.items()
+                     if title.startswith("Combined pipelines beyond the paper (generic-multilingual: zero-shot"))
+    not_zero_shot = next(body for title, body in sections.items()
+                         if title.startswith("Combined pipelines beyond the paper (target-unlabelled")
+                         and "not zero-shot" in title)
+    assert "-0.490" in zero_shot and "-0.490" not in not_zero_shot and "-0.490" not in ours
+    assert "-0.330" in not_zero_shot and "-0.330" not in zero_shot

@@ -25,6 +25,8 @@ def label(record: dict) -> str:
     parts = [f"L{t['student']} student" if t.get("student") else "12 layers"]
     if t.get("generic_langs"):
         parts[0] += f" after generic {','.join(t['generic_langs'])} text"
+    if t.get("student_intermediate"):
+        parts[0] += " (hidden MSE)"
     if t.get("student_steps"):
         parts[0] += f" ({t['student_steps']} steps)"
     if t.get("unlabelled_langs"):

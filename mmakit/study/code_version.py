@@ -66,7 +66,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "prune-driver": (2, "679788afebd5f069"),
     "distil-driver": (2, "dee3f70c29d2e7f6"),
     "quantize-driver": (1, "d1b41098a964de5b"),
-    "combined-driver": (2, "7fd641b8b8f8627e"),
+    "combined-driver": (2, "bca8aca827539cc1"),
     "rebuild": (2, "1d5b38cbab7ded40"),
 }
 _SHARED = ("fine-tune", "evaluate", "runtime", "drivers")

@@ -37,7 +37,7 @@ ALL_INT8 = "int8all"  # suffix of the record whose graph has every MatMul int8
 
 
 def pipeline_name(P: Params) -> str:
-    """`run_name`, else <model>[-L<n>[-generic_<langs>]-kd[-steps<n>][-unlab_<langs>]][-obs<percent>[-4block]]-q[kd],
+    """`run_name`, else <model>[-L<n>[-generic_<langs>]-kd[-hid][-steps<n>][-unlab_<langs>]][-obs<percent>[-4block]]-q[kd],
     e.g. me5-small-L6-kd-obs80-4block-q, or me5-small-L6-generic_en_es_nl_de_fr-kd-obs80-4block-qkd
     (a student after 04's task-agnostic stage, QAT with KD). With `combine_seed` the records are
     named <name>[-int8all]-s<seed> and aggregated under <name>[-int8all] (`record_names`)."""
@@ -47,7 +47,8 @@ def pipeline_name(P: Params) -> str:
     if P.get("combine_student"):
         stage = "-generic_" + "_".join(generic_langs(P)) if generic_langs(P) else ""
         steps = f"-steps{int(P.student_steps)}" if P.get("student_steps") else ""
-        name += f"-L{int(P.combine_student)}{stage}-kd{steps}"
+        hid = "-hid" if P.get("combine_intermediate") else ""
+        name += f"-L{int(P.combine_student)}{stage}-kd{hid}{steps}"
     if unlabelled_langs(P):
         name += "-unlab_" + "_".join(unlabelled_langs(P))
     if P.get("combine_sparsity"):
@@ -80,13 +81,13 @@ def pipeline_seed(P: Params) -> int:
 
 def student_params(P: Params) -> Params:
     """04's parameters for the pipeline's student: `combine_student` layers, after the task-agnostic
-    stage on `combine_generic_langs` if any, taught by the dense baseline (beyond the paper, also
-    on `combine_unlabelled_langs`' unlabelled sentences), the pipeline's seed (the checkpoint 04
-    cached for that run)."""
+    stage on `combine_generic_langs` if any, taught by the dense baseline (with its hidden states
+    too under `combine_intermediate`; beyond the paper, also on `combine_unlabelled_langs`'
+    unlabelled sentences), the pipeline's seed (the checkpoint 04 cached for that run)."""
     return Params(P | {"notebook": distillation.NOTEBOOK, "student_size": int(P.combine_student), "teacher": True,
                        "seed": pipeline_seed(P), "student_layers": None, "student_model": None,
                        "unlabelled_langs": unlabelled_langs(P), "generic_langs": generic_langs(P),
-                       "intermediate": False, "run_name": None})
+                       "intermediate": bool(P.get("combine_intermediate")), "run_name": None})
 
 
 def pruning_params(P: Params) -> Params:
@@ -148,6 +149,7 @@ def technique(P: Params, variant: str, made: dict, info: dict) -> dict:
     return {"method": "combined", "student": int(P.combine_student) if P.get("combine_student") else None,
             "unlabelled_langs": unlabelled_langs(P), "generic_langs": generic_langs(P),
             "student_steps": P.get("student_steps") if P.get("combine_student") else None,
+            "student_intermediate": bool(P.get("combine_intermediate")) if P.get("combine_student") else None,
             "qat_distill": bool(P.get("qat_distill")), "seed": P.get("combine_seed"),
             "sparsity": float(P.combine_sparsity) if P.get("combine_sparsity") else None,
             "group_size": int(P.combine_group_size), "quantization": "qat", "coverage": variant,

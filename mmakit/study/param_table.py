@@ -247,6 +247,8 @@ TABLE: tuple[Param, ...] = (
     # 06_combined: the student's stage, seeds, distillation during QAT
     Param("combine_generic_langs", "list[str]", "the student's task-agnostic stage on these languages' generic "
           "text (04's generic_langs)", ("06_combined",), choices=GENERIC_LANGUAGES),
+    Param("combine_intermediate", "bool", "that student also matched the teacher's hidden states while fine-tuning "
+          "(04's intermediate: a -kd-hid student)", ("06_combined",)),
     Param("combine_seed", "int", "seed of the student, pruning and QAT (record <name>-s<seed>); null: the "
           "baseline's, no seed in the name", ("06_combined",), low=0, closed=("low",)),
     Param("qat_distill", "bool", "QAT distils from the dense baseline (word-level KD, as oBERT) instead of English "
