@@ -243,6 +243,7 @@ def _report(args: argparse.Namespace) -> int:
     from mmakit.report.bootstrap import Bootstrap
     from mmakit.study.records import read_records
     from mmakit.study.runner import EXECUTED_DIR
+    from mmakit.study.text_speed import text_records
 
     pages, skipped = html.render_all([Path(p) for p in args.notebooks] or sorted(EXECUTED_DIR.glob("*.ipynb")), args.out)
     print(f"{len(pages)} pages and index.html in {Path(args.out or html.HTML_DIR)}")
@@ -255,7 +256,8 @@ def _report(args: argparse.Namespace) -> int:
     bootstrap = Bootstrap(args.results_dir, args.data_dir)
     target = Path(args.results_md or REPO / "outputs" / "RESULTS.md")
     with atomic_path(target) as tmp:
-        tmp.write_text(results.results_markdown(records, args.profile, bootstrap))
+        benches = [r for r in text_records(args.results_dir) if r.get("profile") == args.profile]
+        tmp.write_text(results.results_markdown(records, args.profile, bootstrap, benches))
     print(target)
     if args.readme:
         changed = results.update_readme(REPO / "README.md", results.readme_block(records, bootstrap))

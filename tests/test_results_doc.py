@@ -54,3 +54,25 @@ def test_each_setting_beyond_the_papers_gets_its_own_section_saying_whether_it_i
                          and "not zero-shot" in title)
     assert "-0.490" in zero_shot and "-0.490" not in not_zero_shot and "-0.490" not in ours
     assert "-0.330" in not_zero_shot and "-0.330" not in zero_shot
+
+
+def test_results_markdown_shows_the_newest_real_text_benchmark_of_each_cpu_class():
+    from tests.report_records import run
+
+    def bench(name: str, started: str, dense: float, sparse: float) -> dict:
+        rows = [{"model": m, "runtime": "onnxruntime", "lang": "all", "batch": 32, "sentences_per_s": v,
+                 "words_per_s": 14 * v, "speedup": round(v / dense, 2), "status": "ok"}
+                for m, v in (("dense", dense), ("06_combined/x-q", sparse))]
+        models = {"06_combined/x-q": {"data_setting": "generic-multilingual", "mls": {"test": -0.5},
+                                      "fixed_length": [{"runtime": "onnxruntime", "batch": 8, "speedup": 2.3,
+                                                        "status": "ok"}]}}
+        return run("bench", name, {"method": "bench-text"}, 0.0) | {
+            "started": started, "text_throughput": rows, "models": models}
+
+    records = baselines({42: -0.12})
+    assert "## Real text" not in results.results_markdown(records, "quick")
+    older, newer = bench("text-old", "2026-12-01T00:00:00", 200.0, 400.0), bench("text-new", "2026-12-07T00:00:00", 229.0, 583.0)
+    text = results.results_markdown(records, "quick", text_benches=[newer, older])
+    section = text[text.index("## Real text"):]
+    assert "`text-new`" in section and "| 583.0 |" in section and "| 2.55 |" in section and "| 2.3 |" in section
+    assert "text-old" not in section

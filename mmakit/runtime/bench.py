@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from mmakit.core.alignment import MODEL_INPUTS
@@ -134,11 +135,13 @@ def interleave(slots: Mapping[tuple[str, str], Slot], keys: Sequence, seconds: f
     `seconds` per slot x key x round, into `slot.times[key]`; a runner that fails is closed and
     its slot marked "failed" with the reason, the others go on; every runner is closed at the end."""
     per_block = seconds / rounds
+    progress = tqdm(total=rounds * len(keys) * len(slots), desc="benchmark", unit="block", leave=False)
     try:
         for round_ in range(rounds):
             order = list(slots.values()) if round_ % 2 == 0 else list(slots.values())[::-1]
             for key in keys:
                 for slot in order:
+                    progress.update()
                     if slot.runner is None:
                         continue
                     try:
@@ -148,6 +151,7 @@ def interleave(slots: Mapping[tuple[str, str], Slot], keys: Sequence, seconds: f
                         slot.runner.close()
                         slot.runner = None
     finally:
+        progress.close()
         for slot in slots.values():
             if slot.runner is not None:
                 slot.runner.close()

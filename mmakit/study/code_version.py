@@ -59,7 +59,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "evaluate": (2, "2e8130a47d1019de"),
     "heads": (1, "256fd7848076f5ad"),
     "quantize": (1, "36e69146912dbc55"),
-    "runtime": (2, "3ddfae7b3bf932d0"),
+    "runtime": (2, "97f9d68ab5220766"),
     "drivers": (2, "b7e7e0c15848d219"),
     "baseline-driver": (1, "49fa6dfa12059405"),
     "heads-driver": (2, "a1c947bb3b632bda"),
