@@ -76,3 +76,25 @@ def test_results_markdown_shows_the_newest_real_text_benchmark_of_each_cpu_class
     section = text[text.index("## Real text"):]
     assert "`text-new`" in section and "| 583.0 |" in section and "| 2.55 |" in section and "| 2.3 |" in section
     assert "text-old" not in section
+
+
+def test_each_task_agnostic_stage_choice_is_set_against_the_student_without_it():
+    """The hidden-state loss and the generic-text ablations are differences with an interval
+    against the same student taught on all five languages with output KD only."""
+    from tests.report_records import seeded
+
+    def students(name: str, langs: list[str], mls_by_seed: dict[int, float], intermediate: float | None = None) -> list[dict]:
+        technique = {"method": "distil", "layers": [1, 3, 5, 7, 9, 11], "num_layers": 6, "teacher": True,
+                     "hardness": 1.0, "temperature": 2.0, "generic_langs": langs, "intermediate": intermediate}
+        return seeded("04_distillation", name, technique, mls_by_seed, setting="generic-multilingual")
+
+    five = ["en", "es", "nl", "de", "fr"]
+    records = (baselines({42: -0.12}) + students("kd", five, {42: -0.39, 43: -0.41, 44: -0.39})
+               + students("kd-hid", five, {42: -0.35, 43: -0.35, 44: -0.38}, 1.0) + students("en-kd", ["en"], {42: -0.44}))
+    text = results.results_markdown(records, "quick")
+    section = text[text.index("## Distillation beyond the paper: the task-agnostic stage's choices"):].split("\n## ")[0]
+    hidden = next(line for line in section.splitlines() if line.startswith("| L6: + hidden MSE x1.0 |"))
+    assert "+0.037 [" in hidden and "3 seeds, paired" in hidden
+    ablation = next(line for line in section.splitlines() if line.startswith("| L6: generic en only |"))
+    assert "after generic en,es,nl,de,fr text" in ablation and "no predictions stored" in ablation
+    assert "generic en,es,nl,de,fr only" not in section  # the reference is not set against itself

@@ -50,6 +50,29 @@ def label(record: dict) -> str:
     return f"{student_of(record)}{stage} {how}"
 
 
+SAME_STUDENT = ("num_layers", "teacher", "hardness", "temperature", "student_steps")
+
+
+def stage_choices(records: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(what changed, student, reference) for each task-agnostic stage choice made alone: the
+    reference is the same student (size, teacher, KD settings) taught on the widest generic text
+    with output KD only; a choice is the hidden-state loss on that text, or fewer generic
+    languages (the ablations: does Spanish and Dutch text matter?)."""
+    generic = [r for r in aggregates(records) if r["technique"].get("generic_langs")]
+    widest = max((len(r["technique"]["generic_langs"]) for r in generic), default=0)
+    out = []
+    for ref in (r for r in generic if len(r["technique"]["generic_langs"]) == widest and not r["technique"].get("intermediate")):
+        for r in generic:
+            t, langs = r["technique"], ",".join(r["technique"]["generic_langs"])
+            if r is ref or any(t.get(k) != ref["technique"].get(k) for k in SAME_STUDENT):
+                continue
+            if t.get("intermediate") and t["generic_langs"] == ref["technique"]["generic_langs"]:
+                out.append((f"L{t['num_layers']}: + hidden MSE x{t['intermediate']}", r, ref))
+            elif not t.get("intermediate"):
+                out.append((f"L{t['num_layers']}: generic {langs} only", r, ref))
+    return out
+
+
 def table4(records: list[dict]) -> pd.DataFrame:
     """F1 per language and split and mls, mean and sd over seeds per student and teacher
     setting, then the paper's rows (labelled `paper`)."""

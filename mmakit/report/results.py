@@ -145,7 +145,20 @@ def distillation_section(study: Study) -> str:
                      "Speedups of the student over the dense 12-layer graph in onnxruntime, timed in the same run; "
                      "geometric mean over the seeds' runs.")
             + f"\nThe paper's students at batch 4 (its CPU), speedup over its dense onnxruntime model:\n\n{markdown_table(speed)}\n\n"
-            + _beyond_sections("Distillation", beyond, "student"))
+            + _beyond_sections("Distillation", beyond, "student") + "\n" + stage_choices_section(study))
+
+
+def stage_choices_section(study: Study) -> str:
+    """Each choice of the task-agnostic stage against the student without it: test mls and
+    English F1 differences with their 95% intervals."""
+    rows = []
+    for what, student, reference in distillation_report.stage_choices(study.records):
+        mls, english = study.difference(student, reference), study.difference(student, reference, "en")
+        rows.append({"choice": what, "against": distillation_report.label(reference), "mls difference": mls.text(),
+                     "en difference": english.text(), "basis": mls.basis})
+    return _section("Distillation beyond the paper: the task-agnostic stage's choices", rows, "choice",
+                    "Each student minus the same student taught on the widest generic text with output KD only, "
+                    "test split; paired by seed, or a bootstrap over sentences where one seed is shared.") if rows else ""
 
 
 def quantization_section(study: Study) -> str:
