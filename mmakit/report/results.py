@@ -20,7 +20,7 @@ from mmakit.report import distillation as distillation_report
 from mmakit.report import findings as findings_report
 from mmakit.report import found
 from mmakit.report import pruning as pruning_report
-from mmakit.report import summary, tables, text_speed
+from mmakit.report import summary, tables, targets, text_speed
 from mmakit.report.bootstrap import Bootstrap
 from mmakit.report.groups import cpu_class, cpu_models, cpu_names, is_zero_shot, setting
 from mmakit.report.intervals import mean_interval, ratio_interval
@@ -239,6 +239,14 @@ def findings_section(table: pd.DataFrame) -> str:
             f"Every comparison:\n\n{markdown_table(detail)}\n")
 
 
+def targets_section(records: Sequence[Mapping], benches: Sequence[Mapping]) -> str:
+    """Whether the zero-shot targets are met, from the records and the newest of `benches`."""
+    table = targets.targets(records, benches[0] if benches else None)
+    return ("## Targets of the zero-shot work (beyond the paper)\n\nZero-shot: english-only and generic-multilingual "
+            "runs. Speed is over the dense fp32 model in onnxruntime, timed in the same run; mls of a seed aggregate is "
+            f"its mean.\n\n{markdown_table(table)}\n")
+
+
 def text_speed_section(benches: Sequence[Mapping]) -> str:
     """The first of `benches` (bench-text records, newest first as study.text_speed.text_records
     gives them): sentences/s on the real test sets beside each model's fixed-length speedup
@@ -267,11 +275,12 @@ def results_markdown(records: Sequence[Mapping], profile: str, bootstrap: Bootst
              f"CPU: {paper.tables()['cpu']}).\n", found.what_we_found(records, profile, bootstrap)]
     table = findings_report.findings(records, bootstrap)
     for cpu, study in sorted(summary.studies(records, bootstrap).items()):
+        benches = [r for r in text_benches if cpu_class(r) == cpu]
         parts += [f"# CPU class {cpu}: {cpu_models(study.records)}\n",
                   findings_section(table.xs(cpu, level="cpu", drop_level=False)), baseline_section(study),
                   pruning_section(study), distillation_section(study), quantization_section(study),
                   combined_section(study), fastest_section(study.records),
-                  text_speed_section([r for r in text_benches if cpu_class(r) == cpu])]
+                  targets_section(study.records, benches), text_speed_section(benches)]
     return "\n".join(parts)
 
 
