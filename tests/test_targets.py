@@ -37,3 +37,14 @@ def test_real_text_speed_counts_zero_shot_models_only():
     bench = {"run": "text-1", "text_throughput": rows, "models": models}
     text = targets.targets([], bench).iloc[-1]
     assert (text["best run"], text["met"]) == ("06 zs", "no") and text["speed"].startswith("3.90x (deepsparse, batch 32")
+
+
+def test_targets_are_read_per_cpu_class_with_that_class_s_real_text_bench():
+    fast = {"throughput": timed({"deepsparse": 5.5})}
+    records = [run("06_combined", "bf16", {"method": "combined", "student": 6}, -0.35, **fast),
+               run("06_combined", "avx2", {"method": "combined", "student": 6}, -0.35, cpu="avx2", **fast)]
+    bench = {"run": "text-avx2", "text_throughput": [], "models": {}, "env": {"cpu_flags": ["avx2"]}}
+    table = targets.targets_by_cpu(records, [bench])
+    assert set(table.index.get_level_values("cpu")) == {"avx2", "avx512-bf16"}
+    text = table.xs("avx2")["speed"].iloc[-1]
+    assert "text-avx2" in text and "text-avx2" not in table.xs("avx512-bf16")["speed"].iloc[-1]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from mmakit.core import paper
 from mmakit.report import summary, text_speed
-from mmakit.report.groups import setting
+from mmakit.report.groups import by_cpu, cpu_class, setting
 from mmakit.study.data_setting import ENGLISH_ONLY, GENERIC_MULTILINGUAL
 
 ZERO_SHOT_SETTINGS = (ENGLISH_ONLY, GENERIC_MULTILINGUAL)
@@ -55,8 +55,9 @@ def _text_target(bench: Mapping | None) -> dict:
     target = f"the fastest zero-shot model tags the test sets at >= {TEXT_SPEEDUP:g}x dense sentences/s"
     if not bench:
         return _row(target, None, False, "no bench-text record")
-    frame = text_speed.text_speed_table(dict(bench)).reset_index()
-    frame = frame[frame["data setting"].isin(ZERO_SHOT_SETTINGS) & (frame["status"] == "ok")]
+    frame = text_speed.text_speed_table(dict(bench)).reset_index() if bench.get("text_throughput") else pd.DataFrame()
+    if not frame.empty:
+        frame = frame[frame["data setting"].isin(ZERO_SHOT_SETTINGS) & (frame["status"] == "ok")]
     if frame.empty:
         return _row(target, None, False, f"no zero-shot model in {bench['run']}")
     best = frame.loc[frame["speedup (real text)"].idxmax()]
@@ -78,3 +79,11 @@ def targets(records: Sequence[Mapping], bench: Mapping | None = None) -> pd.Data
                           [r for r in runs if layers(r) == 3], SMALL_MLS, SMALL_SPEEDUP),
             _text_target(bench)]
     return pd.DataFrame(rows).set_index("target")
+
+
+def targets_by_cpu(records: Sequence[Mapping], benches: Sequence[Mapping] = ()) -> pd.DataFrame:
+    """`targets` per CPU class (two classes never meet), each with the newest of `benches`
+    (bench-text records, newest first) made on that class."""
+    tables = {cpu: targets(group, next((b for b in benches if cpu_class(b) == cpu), None))
+              for cpu, group in sorted(by_cpu(records).items())}
+    return pd.concat(tables, names=["cpu"]) if tables else pd.DataFrame()
