@@ -98,3 +98,20 @@ def test_each_task_agnostic_stage_choice_is_set_against_the_student_without_it()
     ablation = next(line for line in section.splitlines() if line.startswith("| L6: generic en only |"))
     assert "after generic en,es,nl,de,fr text" in ablation and "no predictions stored" in ablation
     assert "generic en,es,nl,de,fr only" not in section  # the reference is not set against itself
+
+
+def test_a_student_with_a_task_agnostic_stage_on_english_text_is_not_set_beside_the_papers_row():
+    """English generic text keeps a run english-only, but the paper's distilmBERT row is matched only
+    by students made as the paper's table makes them: layers taken, then fine-tuned."""
+    from mmakit.report import summary
+    from tests.report_records import seeded
+
+    technique = {"method": "distil", "layers": [1, 3, 5, 7, 9, 11], "num_layers": 6, "teacher": True,
+                 "hardness": 1.0, "temperature": 2.0, "intermediate": None}
+    plain = seeded("04_distillation", "kd", technique | {"generic_langs": []}, {42: -0.50})
+    staged = seeded("04_distillation", "en-kd", technique | {"generic_langs": ["en"]}, {42: -0.44})
+    assert summary.as_the_paper_runs(plain[-1]) and not summary.as_the_paper_runs(staged[-1])
+    text = results.results_markdown(baselines({42: -0.12}) + plain + staged, "quick")
+    rows = [line for line in text.splitlines() if line.startswith("| L6 [1,3,5,7,9,11]")]
+    assert any("distilbert with teacher" in line for line in rows if "generic" not in line)
+    assert not any("distilbert with teacher" in line for line in rows if "after generic en text" in line)

@@ -136,7 +136,8 @@ def distillation_section(study: Study) -> str:
         matched = PAPER_STUDENTS.get((r["technique"]["num_layers"], bool(r["technique"]["teacher"])))
         return ({"student": distillation_report.label(r)} | _scores(study, r)
                 | {"onnxruntime b4": _speed(runs, "onnxruntime"), "deepsparse b4": _speed(runs, "deepsparse")}
-                | _paper(distillation_report.PAPER_TABLE, [matched] if matched and is_zero_shot(r) else []))
+                | _paper(distillation_report.PAPER_TABLE,
+                         [matched] if matched and summary.as_the_paper_runs(r) else []))
     ours = [row(r) for r in distillation_report.aggregates(study.records) if is_zero_shot(r)]
     beyond = [(r, row(r)) for r in distillation_report.aggregates(study.records) if not is_zero_shot(r)]
     speed = (paper.throughput_table(distillation_report.PAPER_SPEED).query("batch == 4")

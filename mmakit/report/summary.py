@@ -109,8 +109,9 @@ def summary(records: list[dict], bootstrap: Bootstrap | None = None) -> pd.DataF
 
 def as_the_paper_runs(record: Mapping) -> bool:
     """Whether a run is made as the paper makes its runs, so it may stand beside the paper's
-    rows: english-only data, and for 03's gradual runs pruned as the paper prunes that method."""
-    if not is_zero_shot(record):
+    rows: english-only data without a task-agnostic stage on generic text, and for 03's gradual
+    runs pruned as the paper prunes that method."""
+    if not is_zero_shot(record) or record["technique"].get("generic_langs"):
         return False
     gradual = record["notebook"] == "03_obs" and record["technique"].get("mode") == "gradual"
     return not gradual or regime(record["technique"]) == PAPER
@@ -144,8 +145,17 @@ def variants(records: list[dict], bootstrap: Bootstrap | None = None) -> pd.Data
     if not kept:
         return pd.DataFrame()
     frame = summary(records, bootstrap).loc[list(kept)]
-    why = [setting(r) if not is_zero_shot(r) else f"03 regime: {regime(r['technique'])}" for r in kept.values()]
+    why = [_why_apart(r) for r in kept.values()]
     return frame.assign(why=why)
+
+
+def _why_apart(record: Mapping) -> str:
+    """Why a run is not set beside the paper's rows: its data setting, its task-agnostic stage, or 03's regime."""
+    if not is_zero_shot(record):
+        return setting(record)
+    if record["technique"].get("generic_langs"):
+        return f"task-agnostic stage on generic {','.join(record['technique']['generic_langs'])} text"
+    return f"03 regime: {regime(record['technique'])}"
 
 
 def per_type_frame(records: list[dict], split: str = "test") -> pd.DataFrame:
