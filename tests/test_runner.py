@@ -100,6 +100,19 @@ def test_a_parameter_only_other_notebooks_read_leaves_a_record_current():
     assert not current("02_heads", baseline_seed=7)  # every notebook starts from that baseline
 
 
+def test_a_pipeline_seeded_with_combine_seed_stays_current():
+    """06 trains every step with `combine_seed` and records it as `seed`: its record is what the
+    job writes, though the profile's seed differs; a different combine_seed is another run."""
+    profile = params.load_profile("smoke")
+    made = {"profile": profile["profile"], "code_versions": code_version.versions_for("06_combined"),
+            "params": profile | {"experiment": "x", "combine_seed": 43, "seed": 43}}
+
+    def current(combine_seed: int) -> bool:
+        return runner.is_current(made, runner.Job("06_combined", "x", {"experiment": "x", "combine_seed": combine_seed}), "smoke")
+
+    assert profile["seed"] != 43 and current(43) and not current(44)
+
+
 def test_a_record_made_with_other_library_versions_is_stale_and_flagged(experiments, tmp_path):
     """The record names what made it; a checkpoint's cache key names the training libraries."""
     from mmakit.report import summary
