@@ -37,7 +37,8 @@ class Param:
     """One parameter. `low`/`high` bound numbers (or each item of a list of numbers), open
     unless `closed` names the closed ends ("low", "high"); `choices` bound a str, an int or
     each item of a list; `notebooks` are those whose parameters cell takes it (empty: set in
-    a profile only)."""
+    a profile only); `overrides`: the parameter a run records this one's value under when it is set
+    (so a record's value of that one follows from this one)."""
 
     name: str
     kind: str
@@ -48,6 +49,7 @@ class Param:
     high: float | None = None
     closed: tuple[str, ...] = ()
     default: object = None
+    overrides: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -250,7 +252,7 @@ TABLE: tuple[Param, ...] = (
     Param("combine_intermediate", "bool", "that student also matched the teacher's hidden states while fine-tuning "
           "(04's intermediate: a -kd-hid student)", ("06_combined",)),
     Param("combine_seed", "int", "seed of the student, pruning and QAT (record <name>-s<seed>); null: the "
-          "baseline's, no seed in the name", ("06_combined",), low=0, closed=("low",)),
+          "baseline's, no seed in the name", ("06_combined",), low=0, closed=("low",), overrides="seed"),
     Param("qat_distill", "bool", "QAT distils from the dense baseline (word-level KD, as oBERT) instead of English "
           "cross-entropy", ("06_combined",)),
 )

@@ -22,6 +22,7 @@ import yaml
 
 from mmakit.core.paths import REPO
 from mmakit.study.code_version import NOTEBOOK_KINDS, versions_for
+from mmakit.study.param_table import BY_NAME
 from mmakit.study.params import check_names, coerce, declared, load_profile
 from mmakit.study.provenance import library_mismatches
 from mmakit.study.records import read_records
@@ -118,6 +119,12 @@ def foreign_params(notebook: str) -> set[str]:
     return {key for key, names in owners.items() if not names & mine}
 
 
+def overridden(values: dict) -> set[str]:
+    """Parameters whose recorded value follows from another one set in `values` (`Param.overrides`,
+    e.g. 06 records `combine_seed` as `seed`): compared through that one, not on their own."""
+    return {BY_NAME[k].overrides for k, v in values.items() if v is not None and k in BY_NAME and BY_NAME[k].overrides}
+
+
 def is_current(record: dict, job: Job, profile: str) -> bool:
     """Whether `record` is what `job` would write now: same parameters where both define them
     (the profile's values overlaid with the experiment's), same code versions for every kind
@@ -131,9 +138,7 @@ def is_current(record: dict, job: Job, profile: str) -> bool:
         return False
     expected = load_profile(profile) | job.values
     ran = record.get("params", {})
-    skip = set(LOCATION_PARAMS) | foreign_params(job.notebook)
-    if expected.get("combine_seed") is not None:  # 06 then trains with it and records it as `seed`
-        skip.add("seed")
+    skip = set(LOCATION_PARAMS) | foreign_params(job.notebook) | overridden(expected)
     return all(ran.get(k) == v for k, v in expected.items() if k not in skip and k in ran)
 
 
