@@ -158,8 +158,8 @@ def stage_choices_section(study: Study) -> str:
         rows.append({"choice": what, "against": distillation_report.label(reference), "mls difference": mls.text(),
                      "en difference": english.text(), "basis": mls.basis})
     return _section("Distillation beyond the paper: the task-agnostic stage's choices", rows, "choice",
-                    "Each student minus the same student taught on the widest generic text with output KD only, "
-                    "test split; paired by seed, or a bootstrap over sentences where one seed is shared.") if rows else ""
+                    "Each student minus the same student taught on the widest generic text with output KD only, for "
+                    "the shortest stage, test split; paired by seed, or a bootstrap over sentences where one seed is shared.") if rows else ""
 
 
 def quantization_section(study: Study) -> str:
