@@ -71,8 +71,10 @@ def stage_choices(records: list[dict]) -> list[tuple[str, dict, dict]]:
     out = []
     for ref in (r for r in plain if (stage_steps(r) or 0) == shortest):
         for r in generic:
-            if r is not ref and all(r["technique"].get(k) == ref["technique"].get(k) for k in SAME_STUDENT):
-                out += [(what, r, ref) for what in [_stage_choice(r, ref)] if what]
+            same_student = all(r["technique"].get(k) == ref["technique"].get(k) for k in SAME_STUDENT)
+            what = _stage_choice(r, ref) if same_student and r is not ref else None
+            if what:
+                out.append((what, r, ref))
     return out
 
 
