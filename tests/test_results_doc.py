@@ -83,21 +83,27 @@ def test_each_task_agnostic_stage_choice_is_set_against_the_student_without_it()
     against the same student taught on all five languages with output KD only."""
     from tests.report_records import seeded
 
-    def students(name: str, langs: list[str], mls_by_seed: dict[int, float], intermediate: float | None = None) -> list[dict]:
+    def students(name: str, langs: list[str], mls_by_seed: dict[int, float], intermediate: float | None = None,
+                 steps: int = 4000) -> list[dict]:
         technique = {"method": "distil", "layers": [1, 3, 5, 7, 9, 11], "num_layers": 6, "teacher": True,
                      "hardness": 1.0, "temperature": 2.0, "generic_langs": langs, "intermediate": intermediate}
-        return seeded("04_distillation", name, technique, mls_by_seed, setting="generic-multilingual")
+        return seeded("04_distillation", name, technique, mls_by_seed, setting="generic-multilingual",
+                      task_agnostic={"steps": steps, "passes": round(steps / 7650, 2)})
 
     five = ["en", "es", "nl", "de", "fr"]
     records = (baselines({42: -0.12}) + students("kd", five, {42: -0.39, 43: -0.41, 44: -0.39})
-               + students("kd-hid", five, {42: -0.35, 43: -0.35, 44: -0.38}, 1.0) + students("en-kd", ["en"], {42: -0.44}))
+               + students("kd-hid", five, {42: -0.35, 43: -0.35, 44: -0.38}, 1.0) + students("en-kd", ["en"], {42: -0.44})
+               + students("kd-long", five, {42: -0.36}, steps=8000) + students("en-kd-hid-long", ["en"], {42: -0.3}, 1.0, 8000))
     text = results.results_markdown(records, "quick")
     section = text[text.index("## Distillation beyond the paper: the task-agnostic stage's choices"):].split("\n## ")[0]
     hidden = next(line for line in section.splitlines() if line.startswith("| L6: + hidden MSE x1.0 |"))
     assert "+0.037 [" in hidden and "3 seeds, paired" in hidden
     ablation = next(line for line in section.splitlines() if line.startswith("| L6: generic en only |"))
-    assert "after generic en,es,nl,de,fr text" in ablation and "no predictions stored" in ablation
+    assert "after generic en,es,nl,de,fr text (4000 stage steps)" in ablation and "no predictions stored" in ablation
+    longer = next(line for line in section.splitlines() if line.startswith("| L6: 8000 stage steps (1.05 passes) |"))
+    assert "(4000 stage steps)" in longer
     assert "generic en,es,nl,de,fr only" not in section  # the reference is not set against itself
+    assert len([line for line in section.splitlines() if line.startswith("| L6: ")]) == 3  # not en + hidden + longer at once
 
 
 def test_a_student_with_a_task_agnostic_stage_on_english_text_is_not_set_beside_the_papers_row():

@@ -48,3 +48,14 @@ def test_targets_are_read_per_cpu_class_with_that_class_s_real_text_bench():
     assert set(table.index.get_level_values("cpu")) == {"avx2", "avx512-bf16"}
     text = table.xs("avx2")["speed"].iloc[-1]
     assert "text-avx2" in text and "text-avx2" not in table.xs("avx512-bf16")["speed"].iloc[-1]
+
+
+def test_the_targets_section_gives_the_students_teacher_mls():
+    from mmakit.report.paired import Study
+    from mmakit.report.results import targets_section
+    from tests.report_records import baselines
+
+    student = run("04_distillation", "L6-kd", {"method": "distil", "num_layers": 6}, -0.40)
+    with_teacher = targets_section(Study(baselines({42: -0.35, 43: -0.33, 44: -0.37}) + [student]), [])
+    assert "dense 12-layer baseline, has test mls -0.350 [" in with_teacher
+    assert "teacher" not in targets_section(Study([student]), [])

@@ -46,8 +46,14 @@ def label(record: dict) -> str:
         how += f", {t['student_steps']} steps"
     if t.get("unlabelled_langs"):
         how += f" + unlabelled {','.join(t['unlabelled_langs'])} (beyond the paper)"
-    stage = f" after generic {','.join(t['generic_langs'])} text" if t.get("generic_langs") else ""
+    steps = f" ({stage_steps(record)} stage steps)" if stage_steps(record) else ""
+    stage = f" after generic {','.join(t['generic_langs'])} text{steps}" if t.get("generic_langs") else ""
     return f"{student_of(record)}{stage} {how}"
+
+
+def stage_steps(record: dict) -> int | None:
+    """The optimizer steps of a student's task-agnostic stage, None without one."""
+    return (record.get("task_agnostic") or {}).get("steps")
 
 
 SAME_STUDENT = ("num_layers", "teacher", "hardness", "temperature", "student_steps")
@@ -56,21 +62,36 @@ SAME_STUDENT = ("num_layers", "teacher", "hardness", "temperature", "student_ste
 def stage_choices(records: list[dict]) -> list[tuple[str, dict, dict]]:
     """(what changed, student, reference) for each task-agnostic stage choice made alone: the
     reference is the same student (size, teacher, KD settings) taught on the widest generic text
-    with output KD only; a choice is the hidden-state loss on that text, or fewer generic
-    languages (the ablations: does Spanish and Dutch text matter?)."""
+    with output KD only for the shortest stage; a choice is the hidden-state loss on that text,
+    fewer generic languages (the ablations: does Spanish and Dutch text matter?) or a longer stage."""
     generic = [r for r in aggregates(records) if r["technique"].get("generic_langs")]
     widest = max((len(r["technique"]["generic_langs"]) for r in generic), default=0)
+    plain = [r for r in generic if len(r["technique"]["generic_langs"]) == widest and not r["technique"].get("intermediate")]
+    shortest = min((stage_steps(r) or 0 for r in plain), default=0)
     out = []
-    for ref in (r for r in generic if len(r["technique"]["generic_langs"]) == widest and not r["technique"].get("intermediate")):
+    for ref in (r for r in plain if (stage_steps(r) or 0) == shortest):
         for r in generic:
-            t, langs = r["technique"], ",".join(r["technique"]["generic_langs"])
-            if r is ref or any(t.get(k) != ref["technique"].get(k) for k in SAME_STUDENT):
-                continue
-            if t.get("intermediate") and t["generic_langs"] == ref["technique"]["generic_langs"]:
-                out.append((f"L{t['num_layers']}: + hidden MSE x{t['intermediate']}", r, ref))
-            elif not t.get("intermediate"):
-                out.append((f"L{t['num_layers']}: generic {langs} only", r, ref))
+            same_student = all(r["technique"].get(k) == ref["technique"].get(k) for k in SAME_STUDENT)
+            what = _stage_choice(r, ref) if same_student and r is not ref else None
+            if what:
+                out.append((what, r, ref))
     return out
+
+
+def _stage_choice(student: dict, reference: dict) -> str | None:
+    """What `student`'s stage changes from `reference`'s, when it changes exactly one thing."""
+    t, ref = student["technique"], reference["technique"]
+    same_text, same_steps = t["generic_langs"] == ref["generic_langs"], stage_steps(student) == stage_steps(reference)
+    if t.get("intermediate") and same_text and same_steps:
+        return f"L{t['num_layers']}: + hidden MSE x{t['intermediate']}"
+    if t.get("intermediate"):
+        return None
+    if same_steps and not same_text:
+        return f"L{t['num_layers']}: generic {','.join(t['generic_langs'])} only"
+    if same_text and not same_steps:
+        passes = (student.get("task_agnostic") or {}).get("passes")
+        return f"L{t['num_layers']}: {stage_steps(student)} stage steps ({passes} passes)"
+    return None
 
 
 def table4(records: list[dict]) -> pd.DataFrame:

@@ -29,12 +29,17 @@ def make_records_hint(profile: str, notebook: str | None = None) -> str:
             "runs the notebooks that make them (`python -m mmakit run --list` shows what is missing).")
 
 
+def baseline_record(study: Study) -> Mapping | None:
+    """Our dense 12-layer baseline as the paper runs it (fine-tuned on English only), or None."""
+    return next((r for r in summary.headline(study.records)
+                 if r["notebook"] == "01_baselines" and summary.as_the_paper_runs(r)), None)
+
+
 def baseline_sentence(study: Study) -> str:
     """Our dense baseline's test F1 per language and mls, seed means with intervals."""
-    base = [r for r in summary.headline(study.records) if r["notebook"] == "01_baselines" and summary.as_the_paper_runs(r)]
-    if not base:
+    r = baseline_record(study)
+    if r is None:
         return "- No dense baseline record yet."
-    r = base[0]
     scores = ", ".join(f"{lang} {study.mean(r, lang).text(signed=False)}" for lang in LANGS)
     return (f"- **Baseline** (`{r['run']}`, {len(study.seeds(r))} seed(s), fine-tuned on English only): test F1 "
             f"{scores}; mls {study.mean(r).text()} against the paper's mlbert row.")

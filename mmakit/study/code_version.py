@@ -64,7 +64,7 @@ VERSIONS: dict[str, tuple[int, str]] = {
     "baseline-driver": (1, "49fa6dfa12059405"),
     "heads-driver": (2, "a1c947bb3b632bda"),
     "prune-driver": (2, "679788afebd5f069"),
-    "distil-driver": (2, "dee3f70c29d2e7f6"),
+    "distil-driver": (2, "af0b861bceef3e09"),
     "quantize-driver": (1, "d1b41098a964de5b"),
     "combined-driver": (2, "bca8aca827539cc1"),
     "rebuild": (2, "1d5b38cbab7ded40"),

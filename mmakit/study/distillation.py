@@ -38,7 +38,7 @@ from mmakit.core.train import TrainConfig, fine_tune, total_steps
 from mmakit.runtime import bench, export
 from mmakit.study import common, provenance, speed
 from mmakit.study.cache import cache_key, cached_fine_tune, load_meta, save_atomically
-from mmakit.study.params import Params
+from mmakit.study.params import Params, profile_value
 from mmakit.study.teacher import teacher_logits
 from mmakit.techniques.distillation import (
     HeldOutCurve,
@@ -213,10 +213,11 @@ def train_stage(P: Params, student: PreTrainedModel, tokenizer: PreTrainedTokeni
 
 
 def run_name(P: Params, keep: list[int]) -> str:
-    """`run_name`, else <model>-L<layers kept>[-<choice>][-generic_<langs>]-<kd|kd-hid|ce>[-unlab_<langs>][-steps<n>]-s<seed>,
+    """`run_name`, else <model>-L<layers kept>[-<choice>][-generic_<langs>]-<kd|kd-hid|ce>[-unlab_<langs>][-stage<n>][-steps<n>]-s<seed>,
     e.g. me5-small-L6-kd-s42 or me5-small-L6-generic_en_es_nl_de_fr-kd-s42 (generic: after the
     task-agnostic stage on those languages' generic text; kd-hid: with intermediate-layer
-    matching; unlab: with unlabelled sentences), or <student_model>-<kd|ce>-s<seed> for a hub student."""
+    matching; unlab: with unlabelled sentences; stage: a stage of n steps, not the profile's),
+    or <student_model>-<kd|ce>-s<seed> for a hub student."""
     if P.get("run_name"):
         return P.run_name
     kd = ("kd-hid" if P.get("intermediate") else "kd") if P.teacher else "ce"
@@ -227,8 +228,10 @@ def run_name(P: Params, keep: list[int]) -> str:
     how = "" if cfg.layers is None and cfg.choice == "alternate" else (
         f"-{cfg.choice}" if cfg.layers is None else "-layers" + "_".join(map(str, keep)))
     stage = "-generic_" + "_".join(generic_langs(P)) if generic_langs(P) else ""
+    longer = (f"-stage{int(P.generic_steps)}" if generic_langs(P) and P.generic_steps != profile_value(P, "generic_steps")
+              else "")
     steps = f"-steps{int(P.student_steps)}" if P.get("student_steps") else ""
-    return f"{P.model}-L{len(keep)}{how}{stage}-{kd}{steps}-s{P.seed}"
+    return f"{P.model}-L{len(keep)}{how}{stage}-{kd}{longer}{steps}-s{P.seed}"
 
 
 def distil(P: Params) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:

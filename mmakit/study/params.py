@@ -86,6 +86,15 @@ def load_profile(profile: str) -> dict:
     return {k: coerce(k, v) for k, v in values.items()}
 
 
+def profile_value(P: Params, name: str) -> Any:
+    """`name`'s value in the profile P was resolved from (None when that profile cannot be read
+    back by name), to tell a run's own choice from the profile's."""
+    try:
+        return load_profile(P.profile).get(name)
+    except ValueError:
+        return None
+
+
 WHAT = {"bool": "true or false (true/false, yes/no, 1/0)", "int": "an integer", "number": "a number"}
 
 
