@@ -46,14 +46,20 @@ def label(record: dict) -> str:
         how += f", {t['student_steps']} steps"
     if t.get("unlabelled_langs"):
         how += f" + unlabelled {','.join(t['unlabelled_langs'])} (beyond the paper)"
-    steps = f" ({stage_steps(record)} stage steps)" if stage_steps(record) else ""
-    stage = f" after generic {','.join(t['generic_langs'])} text{steps}" if t.get("generic_langs") else ""
+    steps = stage_steps(record)
+    stage = (f" after generic {','.join(t['generic_langs'])} text" + (f" ({steps} stage steps)" if steps else "")
+             if t.get("generic_langs") else "")
     return f"{student_of(record)}{stage} {how}"
+
+
+def _stage(record: dict) -> dict:
+    """The record of a student's task-agnostic stage (steps, passes, curve...), empty without one."""
+    return record.get("task_agnostic") or {}
 
 
 def stage_steps(record: dict) -> int | None:
     """The optimizer steps of a student's task-agnostic stage, None without one."""
-    return (record.get("task_agnostic") or {}).get("steps")
+    return _stage(record).get("steps")
 
 
 SAME_STUDENT = ("num_layers", "teacher", "hardness", "temperature", "student_steps")
@@ -89,8 +95,7 @@ def _stage_choice(student: dict, reference: dict) -> str | None:
     if same_steps and not same_text:
         return f"L{t['num_layers']}: generic {','.join(t['generic_langs'])} only"
     if same_text and not same_steps:
-        passes = (student.get("task_agnostic") or {}).get("passes")
-        return f"L{t['num_layers']}: {stage_steps(student)} stage steps ({passes} passes)"
+        return f"L{t['num_layers']}: {stage_steps(student)} stage steps ({_stage(student).get('passes')} passes)"
     return None
 
 

@@ -245,11 +245,11 @@ def targets_section(study: Study, benches: Sequence[Mapping]) -> str:
     the students' teacher (our dense baseline) that a student's mls is read against."""
     table = targets.targets(study.records, benches[0] if benches else None)
     teacher = found.baseline_record(study)
-    teacher_mls = (f" The students' teacher, our dense 12-layer baseline, has test mls {study.mean(teacher).text()}: a "
-               "student's distance from it is what distillation cost." if teacher else "")
+    teacher_sentence = (f" The students' teacher, our dense 12-layer baseline, has test mls {study.mean(teacher).text()}: a "
+                        "student's distance from it is what distillation cost." if teacher else "")
     return ("## Targets of the zero-shot work (beyond the paper)\n\nZero-shot: english-only and generic-multilingual "
             "runs. Speed is over the dense fp32 model in onnxruntime, timed in the same run; mls of a seed aggregate is "
-            f"its mean.{teacher_mls}\n\n{markdown_table(table)}\n")
+            f"its mean.{teacher_sentence}\n\n{markdown_table(table)}\n")
 
 
 def text_speed_section(benches: Sequence[Mapping]) -> str:
