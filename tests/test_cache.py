@@ -32,6 +32,29 @@ def test_key_changes_with_every_determining_input(parts):
     assert base != cache.cache_key(spec, train, TrainConfig(), 128, extra={"teacher": "x"})
 
 
+def test_a_model_folder_rebuilt_byte_for_byte_elsewhere_keeps_its_fingerprint(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "elsewhere" / "b"
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"weights")
+        (folder / "config.json").write_text("{}")
+    os.utime(second / "model.safetensors", (1, 1))  # rebuilt at another time
+
+    def fingerprints() -> list[dict]:
+        return [models.source_fingerprint(models.ModelSpec("m", str(folder))) for folder in (first, second)]
+
+    assert fingerprints()[0] == fingerprints()[1]
+    (second / "model.safetensors").write_bytes(b"weightz")
+    assert fingerprints()[0] != fingerprints()[1]
+
+
+def test_a_checkpoint_trained_on_another_cpu_model_is_not_reused(parts, monkeypatch):
+    spec, _, _, train = parts
+    here = cache.cache_key(spec, train, TrainConfig(), 128)
+    monkeypatch.setattr(cache, "training_hardware", lambda: {"cpu": "another CPU", "gpu": None})
+    assert cache.cache_key(spec, train, TrainConfig(), 128) != here
+
+
 def test_second_call_loads_instead_of_training(parts, tmp_path, monkeypatch):
     _, model, tok, train = parts
     cfg = TrainConfig(epochs=0.1)

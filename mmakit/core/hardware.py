@@ -32,6 +32,13 @@ def cpu_model() -> str:
     return _cpuinfo().get("brand_raw") or platform.processor() or platform.machine()
 
 
+def training_hardware() -> dict[str, str | None]:
+    """The processors whose arithmetic a trained checkpoint depends on: the CPU model, and the
+    GPU where one is visible. The same recipe trained in bf16 on two CPU models gives two
+    different checkpoints, so this is part of every cache key."""
+    return {"cpu": cpu_model(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 def cpu_flags() -> list[str]:
     """The speed-relevant instruction-set flags this CPU reports (a subset of SPEED_FLAGS)."""
     flags = set(_cpuinfo().get("flags", ()))

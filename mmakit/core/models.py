@@ -3,9 +3,11 @@ or a tiny BERT built from a config with a WordPiece vocabulary trained on the fl
 profile), so that every code path runs without a download."""
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -114,14 +116,25 @@ def load_token_classifier(
 
 
 def source_fingerprint(spec: ModelSpec) -> dict:
-    """What identifies the starting weights: hub id, or folder path with file sizes and times."""
+    """What identifies the starting weights: the hub id, or the content of the local folder's
+    files (a folder rebuilt byte for byte on another machine keeps its cache keys)."""
     if spec.source == TINY:
         return {"tiny": spec.tiny or {}}
     path = Path(spec.location)
     if not path.exists():
         return {"hub": spec.source}
-    files = sorted(p for p in path.iterdir() if p.is_file())
-    return {"path": str(path.resolve()), "files": {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in files}}
+    return {"files": {p.name: _file_digest(p, p.stat().st_size, p.stat().st_mtime_ns)
+                      for p in sorted(path.iterdir()) if p.is_file()}}
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, computed once per (size, modification time)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def freeze_word_embeddings(model: PreTrainedModel) -> None:

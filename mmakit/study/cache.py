@@ -14,6 +14,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mmakit.core import data as data_mod
+from mmakit.core.hardware import training_hardware
 from mmakit.core.models import ModelSpec, source_fingerprint
 from mmakit.core.paths import atomic_path, cache_root
 from mmakit.core.train import TrainConfig, TrainHooks, TrainLog, fine_tune
@@ -25,10 +26,13 @@ def cache_key(spec: ModelSpec, train: Dataset, cfg: TrainConfig, max_length: int
               kind: str = "fine-tune") -> str:
     """A short hash of model source, training data content, training settings, the version of
     the code that produces this kind of artefact, the versions of the libraries training depends
-    on (another torch or transformers retrains rather than reuses), and any extras."""
+    on and the processors it runs on (another torch, transformers or CPU model retrains rather
+    than reuses), and any extras. The same inputs on the same hardware give the same key on
+    every machine, so records made in different sessions pair by it."""
     payload = {
         "code": code_version(kind),
         "libraries": training_libraries(),
+        "hardware": training_hardware(),
         "model": source_fingerprint(spec),
         "data": data_mod.fingerprint(train),
         "labels": data_mod.LABELS,
