@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from mmakit.report import findings, intervals
+from mmakit.report import findings, groups, intervals
 from mmakit.report.intervals import MORE, NO_EFFECT, Estimate
 from mmakit.report.paired import Study
 from tests.report_records import baselines, pipeline, pruned, quantized, run, seeded
@@ -127,6 +127,13 @@ def test_two_cpu_classes_never_meet_in_one_comparison():
     assert (table.xs(findings.OBS_MAGNITUDE, level="finding").basis == "not run").all()
     obs, magnitude = (next(r for r in records if r["run"] == f"{m}-80-cubic-s42") for m in ("obs", "magnitude"))
     assert Study(records).paired([(obs, magnitude)]).basis.startswith("different CPU classes")
+
+
+def test_one_instruction_set_on_two_vendors_is_two_classes():
+    obs, magnitude = (run("03_obs", name, {"method": name}, -0.3, seed=42) for name in ("obs", "magnitude"))
+    obs["env"]["cpu"], magnitude["env"]["cpu"] = "AMD EPYC", "Intel(R) Xeon(R) Processor"
+    assert (groups.cpu_class(obs), groups.cpu_class(magnitude)) == ("avx512-bf16 (AMD)", "avx512-bf16 (Intel)")
+    assert Study([obs, magnitude]).paired([(obs, magnitude)]).basis.startswith("different CPU classes")
 
 
 def test_cost_against_our_baseline_pairs_each_seed_with_the_baseline_it_came_from():
