@@ -195,13 +195,21 @@ def same_code(record: dict, notebook: str) -> bool:
     return all(made[kind] == version for kind, version in versions_for(notebook).items() if kind in made)
 
 
+def same_cpu(a: dict, b: dict) -> bool:
+    """Whether two records ran on the same CPU model (name and instruction-set flags)."""
+    return all((a.get("env") or {}).get(k) == (b.get("env") or {}).get(k) for k in ("cpu", "cpu_flags"))
+
+
 def write_seed_aggregate(P: Params, name: str) -> dict | None:
     """Write the record `name` over the records `<name>-s<seed>` of the protocol's `seeds`
-    present so far that ran with this run's parameters and code versions (a seed made under
-    other settings or older code is left out): mean F1 and mls, their standard deviation and each seed's values (records.aggregate)."""
+    present so far that ran with this run's parameters and code versions, on the CPU model of
+    the first of them in seed order (a seed made under other settings, older code or on another
+    CPU is left out): mean F1 and mls, their standard deviation and each seed's values (records.aggregate)."""
     wanted = [f"{name}-s{s}" for s in (P.get("seeds") or [P.seed])]
-    found = [r for r in read_records(P.get("results_dir"), P.notebook)
-             if r["run"] in wanted and same_protocol(r["params"], dict(P), P.notebook) and same_code(r, P.notebook)]
+    found = sorted((r for r in read_records(P.get("results_dir"), P.notebook)
+                    if r["run"] in wanted and same_protocol(r["params"], dict(P), P.notebook) and same_code(r, P.notebook)),
+                   key=lambda r: wanted.index(r["run"]))
+    found = [r for r in found if same_cpu(r, found[0])]
     if not found:
         return None
     record = aggregate(found, name, wanted)
