@@ -36,6 +36,7 @@ def pruned(method: str, sparsity: float, mls_by_seed: dict[int, float], schedule
                  baseline={"key": "base-42"}, **extra)
     for r in out[:-1]:
         r["cache_key"] = r["run"]
+        r["training"] = {"steps": 1100}  # the pruning run's training, not a checkpoint of its seed
     return out
 
 

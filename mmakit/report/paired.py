@@ -17,6 +17,7 @@ from mmakit.report.groups import incomparable
 from mmakit.report.intervals import Estimate, mean_interval, paired_interval, unjudged
 
 BASELINES = "01_baselines"
+STUDENTS = "04_distillation"
 MLS = "mls"
 
 
@@ -73,7 +74,7 @@ class Study:
         if made.get("start"):
             start = self.by_key(made["start"].get("key"))
             return self.baseline(start) if start else None
-        if record.get("training"):  # fine-tuned from the pre-trained encoder itself: the baseline of its seed
+        if record["notebook"] == STUDENTS:  # fine-tuned from the pre-trained encoder itself: the baseline of its seed
             seed = record["technique"].get("seed")
             return next((r for r in self._by_key.values() if r["notebook"] == BASELINES
                          and r["technique"].get("seed") == seed), None)
