@@ -79,17 +79,23 @@ def test_benchmark_outputs_are_not_records(tmp_path):
     assert [r["run"] for r in read_records(tmp_path)] == ["x"]
 
 
+def _write_seed_run(root, seed: int, **fields) -> None:
+    """A 03 run `x-s<seed>` of one protocol (lr 1.0), with `fields` (code versions, env) set."""
+    from mmakit.study.records import write_record
+
+    write_record({"notebook": "03_obs", "run": f"x-s{seed}", "profile": "quick", "model": "m", "technique": {"seed": seed},
+                  "params": {"lr": 1.0, "seed": seed}, "f1": {"en": {"test": 0.9}}, "mls": {"test": -0.1},
+                  "env": {}, "started": "t", "seconds": 1.0} | fields, root)
+
+
 def test_a_seed_made_by_older_code_is_left_out_of_the_aggregate(tmp_path):
     from mmakit.study import common
     from mmakit.study.code_version import versions_for
     from mmakit.study.params import Params
-    from mmakit.study.records import write_record
 
     now = versions_for("03_obs")
     for seed, versions in ((42, now), (43, now | {"prune": now["prune"] - 1})):
-        write_record({"notebook": "03_obs", "run": f"x-s{seed}", "profile": "quick", "model": "m", "technique": {"seed": seed},
-                      "params": {"lr": 1.0, "seed": seed}, "f1": {"en": {"test": 0.9}}, "mls": {"test": -0.1},
-                      "env": {}, "started": "t", "seconds": 1.0, "code_versions": versions}, tmp_path)
+        _write_seed_run(tmp_path, seed, code_versions=versions)
     P = Params({"notebook": "03_obs", "lr": 1.0, "seed": 42, "seeds": [42, 43], "results_dir": str(tmp_path)})
     assert common.write_seed_aggregate(P, "x")["aggregate_of"] == ["x-s42"]
 
@@ -98,13 +104,9 @@ def test_a_seed_made_on_another_cpu_model_is_left_out_of_the_aggregate(tmp_path)
     from mmakit.study import common
     from mmakit.study.code_version import versions_for
     from mmakit.study.params import Params
-    from mmakit.study.records import write_record
 
     for seed, cpu in ((44, "AMD EPYC"), (43, "Intel(R) Xeon(R) Processor"), (42, "AMD EPYC")):
-        write_record({"notebook": "03_obs", "run": f"x-s{seed}", "profile": "quick", "model": "m", "technique": {"seed": seed},
-                      "params": {"lr": 1.0, "seed": seed}, "f1": {"en": {"test": 0.9}}, "mls": {"test": -0.1},
-                      "env": {"cpu": cpu, "cpu_flags": ["avx512_bf16"]}, "started": "t", "seconds": 1.0,
-                      "code_versions": versions_for("03_obs")}, tmp_path)
+        _write_seed_run(tmp_path, seed, code_versions=versions_for("03_obs"), env={"cpu": cpu, "cpu_flags": ["avx512_bf16"]})
     P = Params({"notebook": "03_obs", "lr": 1.0, "seed": 42, "seeds": [42, 43, 44], "results_dir": str(tmp_path)})
     assert common.write_seed_aggregate(P, "x")["aggregate_of"] == ["x-s42", "x-s44"]
 

@@ -3,7 +3,6 @@ or a tiny BERT built from a config with a WordPiece vocabulary trained on the fl
 profile), so that every code path runs without a download."""
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from transformers import (
 )
 
 from mmakit.core.data import LABEL2ID, LABELS
+from mmakit.core.paths import file_sha256
 
 SUPPORTED_TYPES = ("bert", "xlm-roberta", "distilbert")
 TINY = "tiny"
@@ -130,11 +130,7 @@ def source_fingerprint(spec: ModelSpec) -> dict:
 @lru_cache(maxsize=64)
 def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
     """sha256 of a file, computed once per (size, modification time)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def freeze_word_embeddings(model: PreTrainedModel) -> None:

@@ -53,14 +53,14 @@ SOURCES: dict[str, tuple[str, ...]] = {
 }
 # kind: (version, hash of SOURCES[kind] when the version was set or last confirmed)
 VERSIONS: dict[str, tuple[int, str]] = {
-    "fine-tune": (2, "d3fe8d63156dc55d"),
-    "prune": (5, "a20e378190c968cf"),
-    "distil": (2, "bf0bae0a11015123"),
+    "fine-tune": (2, "b18c922ab9696004"),
+    "prune": (5, "48419f21f2c0640e"),
+    "distil": (2, "f2eb6b57950443ad"),
     "evaluate": (2, "2e8130a47d1019de"),
     "heads": (1, "256fd7848076f5ad"),
     "quantize": (1, "36e69146912dbc55"),
     "runtime": (2, "97f9d68ab5220766"),
-    "drivers": (2, "d51031cc7cfe787d"),
+    "drivers": (2, "6998c7722dd71c85"),
     "baseline-driver": (1, "49fa6dfa12059405"),
     "heads-driver": (2, "a1c947bb3b632bda"),
     "prune-driver": (2, "679788afebd5f069"),

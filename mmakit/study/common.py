@@ -206,12 +206,12 @@ def write_seed_aggregate(P: Params, name: str) -> dict | None:
     the first of them in seed order (a seed made under other settings, older code or on another
     CPU is left out): mean F1 and mls, their standard deviation and each seed's values (records.aggregate)."""
     wanted = [f"{name}-s{s}" for s in (P.get("seeds") or [P.seed])]
-    found = sorted((r for r in read_records(P.get("results_dir"), P.notebook)
-                    if r["run"] in wanted and same_protocol(r["params"], dict(P), P.notebook) and same_code(r, P.notebook)),
-                   key=lambda r: wanted.index(r["run"]))
-    found = [r for r in found if same_cpu(r, found[0])]
+    found = [r for r in read_records(P.get("results_dir"), P.notebook)
+             if r["run"] in wanted and same_protocol(r["params"], dict(P), P.notebook) and same_code(r, P.notebook)]
     if not found:
         return None
+    first = min(found, key=lambda r: wanted.index(r["run"]))
+    found = [r for r in found if same_cpu(r, first)]
     record = aggregate(found, name, wanted)
     write_record(record, P.get("results_dir"))
     return record

@@ -10,13 +10,13 @@ what it learnt from (the data setting: whether es/nl are zero-shot) and where it
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import yaml
 
 from mmakit.core.data import ENTITY_TYPES, LABELS, LANGUAGES
+from mmakit.core.paths import file_sha256
 from mmakit.runtime.export import graph_inputs
 from mmakit.runtime.model_folder import GRAPH, LABELS as LABELS_FILE, TOKENIZER_FILES
 from mmakit.study.code_version import versions_for
@@ -74,14 +74,6 @@ def technique_tags(record: dict) -> list[str]:
     return tags
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def card_data(record: dict, name: str, graph: Path, max_length: int, verification: dict | None,
               real_text: list[dict], license: str = "other") -> dict:
     """Everything the card says, as card.json holds it."""
@@ -101,7 +93,7 @@ def card_data(record: dict, name: str, graph: Path, max_length: int, verificatio
                   "dense_reference": record.get("dense_throughput") or
                   [r for r in record.get("throughput") or [] if r.get("model") == "dense"],
                   "real_text": real_text},
-        "graph": {"file": GRAPH, "bytes": graph.stat().st_size, "sha256": _sha256(graph), "inputs": graph_inputs(graph),
+        "graph": {"file": GRAPH, "bytes": graph.stat().st_size, "sha256": file_sha256(graph), "inputs": graph_inputs(graph),
                   "output": "logits", "max_length": max_length},
         "verification": verification,
         "provenance": {
